@@ -1,0 +1,68 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Layers point inwards only (see ARCHITECTURE notes in README):
+//   STUN (codec, no I/O)  <-  TernCore (server logic, no sockets)  <-  TernIO (event loop)  <-  tern (CLI)
+let package = Package(
+    name: "tern",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "tern", targets: ["tern"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // C: OpenSSL (HMAC/MD5/SHA now, TLS/DTLS later) through pkg-config.
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        // C: libsystemd (sd_notify, socket activation).
+        .systemLibrary(
+            name: "CSystemd",
+            pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
+        // C: what Swift's Glibc module does not expose (mmsghdr, recvmmsg/sendmmsg, cmsg helpers, OpenSSL macros).
+        .target(name: "CTernShims"),
+
+        // The STUN/TURN wire codec: value types, no I/O, no Foundation.
+        .target(name: "STUN", dependencies: ["COpenSSL"]),
+
+        // The server's brain: request handling, config model. No sockets.
+        .target(
+            name: "TernCore",
+            dependencies: [
+                "STUN",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // The event loop: POSIX wrappers, workers on Dispatch sources, UDP/TCP listeners.
+        .target(
+            name: "TernIO",
+            dependencies: [
+                "STUN", "TernCore", "CTernShims", "CSystemd",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .executableTarget(
+            name: "tern",
+            dependencies: [
+                "STUN", "TernCore", "TernIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .testTarget(name: "STUNTests", dependencies: ["STUN"]),
+        .testTarget(name: "TernCoreTests", dependencies: ["TernCore", "STUN"]),
+        .testTarget(name: "TernIOTests", dependencies: ["TernIO", "TernCore", "STUN", "CTernShims"]),
+        .testTarget(name: "InteropTests", dependencies: ["TernIO", "TernCore", "STUN"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

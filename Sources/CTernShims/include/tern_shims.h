@@ -1,0 +1,57 @@
+#ifndef TERN_SHIMS_H
+#define TERN_SHIMS_H
+
+/*
+ * What Swift's Glibc module does not show: struct mmsghdr and recvmmsg/sendmmsg (both behind _GNU_SOURCE),
+ * the CMSG_* macros, struct in_pktinfo, UDP_SEGMENT. Kept as small as possible; the layout mirror is
+ * checked against the real struct with _Static_assert in tern_shims.c.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <netinet/in.h>
+
+/* Mirror of glibc's struct mmsghdr (checked in tern_shims.c). */
+struct tern_mmsghdr {
+    struct msghdr msg_hdr;
+    unsigned int msg_len;
+};
+
+/* recvmmsg(2)/sendmmsg(2). Return what the syscall returns; errno is left as the syscall set it. */
+int tern_recvmmsg(int fd, struct tern_mmsghdr *msgs, unsigned int vlen, int flags);
+int tern_sendmmsg(int fd, struct tern_mmsghdr *msgs, unsigned int vlen, int flags);
+
+/* Control buffer space a received or sent packet-info cmsg needs (IPv4 or IPv6). */
+size_t tern_pktinfo_space(void);
+
+/* Turns on IP_PKTINFO (IPv4 socket) or IPV6_RECVPKTINFO (IPv6 socket). Returns 0 or -1 with errno. */
+int tern_enable_pktinfo(int fd, int ipv6);
+
+/*
+ * Finds an IP_PKTINFO / IPV6_PKTINFO cmsg in a received message and writes the datagram's destination
+ * address (this host's local address it was sent to) into *out with the given port. Returns 1 if found.
+ */
+int tern_read_pktinfo(const struct msghdr *msg, struct sockaddr_storage *out, uint16_t port_network_order);
+
+/*
+ * Writes one IP_PKTINFO (if src is AF_INET) or IPV6_PKTINFO (AF_INET6) cmsg into control (capacity
+ * bytes) so that sendmsg uses src's address as the source address. Returns the control length used, or 0.
+ */
+size_t tern_write_pktinfo(void *control, size_t capacity, const struct sockaddr_storage *src);
+
+/* Socket option constants that Swift cannot import as macros or that need _GNU_SOURCE. */
+int tern_ip_pktinfo(void);
+int tern_ipv6_recvpktinfo(void);
+int tern_so_reuseport(void);
+int tern_msg_trunc(void);
+int tern_msg_nosignal(void);
+int tern_sock_nonblock(void);
+int tern_sock_cloexec(void);
+
+/* accept4(2) with SOCK_NONBLOCK|SOCK_CLOEXEC. */
+int tern_accept_nonblocking(int fd, struct sockaddr *addr, socklen_t *len);
+
+#endif

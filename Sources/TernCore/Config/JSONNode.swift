@@ -1,0 +1,131 @@
+import Foundation
+import STUN
+
+/// A value in the tree JSONSerialization produced, together with its key path, so that every
+/// error can name where it happened. Internal to the config parser.
+struct JSONNode {
+    let value: Any
+    let path: String
+    let source: String
+
+    func error(_ message: String) -> ConfigError {
+        ConfigError(path: path, message: message, source: source)
+    }
+
+    /// `expected X, found Y`.
+    func mismatch(_ expected: String) -> ConfigError {
+        error("expected \(expected), found \(JSONNode.describe(value))")
+    }
+
+    var isNull: Bool { value is NSNull }
+
+    // MARK: Objects
+
+    /// The members of an object, after checking that it has no key outside `known`.
+    func object(known: [String]) throws(ConfigError) -> JSONObject {
+        guard let dict = value as? [String: Any] else { throw mismatch("an object") }
+        if let unknown = dict.keys.filter({ !known.contains($0) }).sorted().first {
+            throw ConfigError(path: child(unknown), message: "unknown key; expected one of \(known.joined(separator: ", "))",
+                              source: source)
+        }
+        return JSONObject(node: self, members: dict)
+    }
+
+    /// The members of an object whose keys are data (such as user names), not schema.
+    func dictionary(_ expected: String) throws(ConfigError) -> [(key: String, node: JSONNode)] {
+        guard let dict = value as? [String: Any] else { throw mismatch(expected) }
+        return dict.keys.sorted().map { (key: $0, node: JSONNode(value: dict[$0]!, path: child($0), source: source)) }
+    }
+
+    func child(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+
+    // MARK: Arrays
+
+    func array(_ expected: String) throws(ConfigError) -> [JSONNode] {
+        guard let items = value as? [Any] else { throw mismatch(expected) }
+        return items.enumerated().map { JSONNode(value: $0.element, path: "\(path)[\($0.offset)]", source: source) }
+    }
+
+    // MARK: Scalars
+
+    func string(_ expected: String = "a string") throws(ConfigError) -> String {
+        guard let s = value as? String else { throw mismatch(expected) }
+        return s
+    }
+
+    func nonEmptyString(_ expected: String = "a non-empty string") throws(ConfigError) -> String {
+        let s = try string(expected)
+        guard !s.isEmpty else { throw mismatch(expected) }
+        return s
+    }
+
+    /// An integer in `range`. Booleans and numbers written with a fraction or exponent are refused.
+    func integer(in range: ClosedRange<Int>, _ expected: String? = nil) throws(ConfigError) -> Int {
+        let expected = expected ?? "an integer \(range.lowerBound)...\(range.upperBound)"
+        guard let n = JSONNode.integerValue(value), range.contains(n) else { throw mismatch(expected) }
+        return n
+    }
+
+    func ipAddress(_ expected: String = "an IP address such as \"192.0.2.1\" or \"2001:db8::1\"")
+        throws(ConfigError) -> IPAddress {
+        guard let s = value as? String, let ip = IPAddress(s) else { throw mismatch(expected) }
+        return ip
+    }
+
+    // MARK: Classifying Foundation values
+
+    /// JSONSerialization gives `true`/`false` as NSNumber too, and on Linux `x as? Bool` and
+    /// `x as? Int` both succeed for them (and `as? Bool` succeeds for the numbers 0 and 1).
+    /// The reliable mark is the Objective-C type code: "c" (char) for booleans on both Darwin
+    /// and swift-corelibs-foundation; JSON numbers are never stored as char.
+    static func isBoolean(_ value: Any) -> Bool {
+        guard let n = value as? NSNumber else { return false }
+        return n.objCType.pointee == CChar(UInt8(ascii: "c"))
+    }
+
+    /// The value as an Int when it is a JSON integer (not a boolean, not written as 1.5, 1.0 or 1e2).
+    static func integerValue(_ value: Any) -> Int? {
+        guard let n = value as? NSNumber, !(value is String), !isBoolean(value) else { return nil }
+        switch UInt8(bitPattern: n.objCType.pointee) {
+        case UInt8(ascii: "s"), UInt8(ascii: "i"), UInt8(ascii: "l"), UInt8(ascii: "q"),
+             UInt8(ascii: "C"), UInt8(ascii: "S"), UInt8(ascii: "I"):
+            return Int(exactly: n.int64Value)
+        case UInt8(ascii: "L"), UInt8(ascii: "Q"):
+            return Int(exactly: n.uint64Value)
+        default:
+            return nil
+        }
+    }
+
+    /// `string "x"`, `true`, `null`, `integer 70000`, `number 1.5`, `an array`, `an object`.
+    static func describe(_ value: Any) -> String {
+        if value is NSNull { return "null" }
+        if let s = value as? String {
+            let shown = s.count > 60 ? String(s.prefix(57)) + "..." : s
+            return "string \(String(reflecting: shown))"
+        }
+        if isBoolean(value) { return (value as! NSNumber).boolValue ? "true" : "false" }
+        if let i = integerValue(value) { return "integer \(i)" }
+        if let n = value as? NSNumber { return "number \(n)" }
+        if value is [Any] { return "an array" }
+        if value is [String: Any] { return "an object" }
+        return "\(type(of: value))"
+    }
+}
+
+/// An object whose keys have been checked; hands out its members as nodes.
+struct JSONObject {
+    let node: JSONNode
+    let members: [String: Any]
+
+    /// The member, or nil when the key is absent.
+    subscript(key: String) -> JSONNode? {
+        members[key].map { JSONNode(value: $0, path: node.child(key), source: node.source) }
+    }
+
+    /// The member, or nil when the key is absent or null.
+    func nonNull(_ key: String) -> JSONNode? {
+        guard let n = self[key], !n.isNull else { return nil }
+        return n
+    }
+}

@@ -1,0 +1,214 @@
+import Foundation
+import Logging
+import STUN
+
+extension TernConfig {
+    static let topLevelKeys = ["realm", "software", "workers", "listeners", "relay", "auth", "peers", "admin", "log"]
+    static let listenerKeys = ["transport", "address", "port"]
+    static let relayKeys = ["ipv4", "ipv6", "externalIPv4", "externalIPv6", "portRange"]
+    static let authKeys = ["users", "secrets"]
+    static let peerKeys = ["allow", "deny"]
+    static let adminKeys = ["address", "port", "token"]
+    static let logKeys = ["level"]
+
+    /// Parses a JSON config document. `source` names it in errors (usually the file path).
+    public static func parse(json: Data, source: String) throws(ConfigError) -> TernConfig {
+        try parse(json: [UInt8](json), source: source)
+    }
+
+    /// Parses a JSON config document. `source` names it in errors (usually the file path).
+    public static func parse(json: [UInt8], source: String) throws(ConfigError) -> TernConfig {
+        let root = JSONNode(value: try jsonTree(json, source: source), path: "", source: source)
+        guard root.value is [String: Any] else {
+            throw root.error("expected a JSON object at the top level, found \(JSONNode.describe(root.value))")
+        }
+        return try parseRoot(root)
+    }
+
+    // MARK: JSON text
+
+    static func jsonTree(_ bytes: [UInt8], source: String) throws(ConfigError) -> Any {
+        if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) {
+            throw ConfigError(path: "", message: "invalid JSON: the file is empty (use {} for all defaults)", source: source)
+        }
+        do {
+            return try JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])
+        } catch {
+            let ns = error as NSError
+            let detail = (ns.userInfo[NSDebugDescriptionErrorKey] as? String) ?? ns.localizedDescription
+            var message = "invalid JSON: \(detail)"
+            if let offset = characterOffset(in: detail) {
+                let (line, column) = lineAndColumn(bytes, offset: offset)
+                message = "invalid JSON at line \(line), column \(column): \(detail)"
+            }
+            throw ConfigError(path: "", message: message, source: source)
+        }
+    }
+
+    /// The N in Foundation's "... around character N." (a byte offset into the data).
+    static func characterOffset(in detail: String) -> Int? {
+        guard let r = detail.range(of: "character ") else { return nil }
+        let digits = detail[r.upperBound...].prefix(while: { $0.isASCII && $0.isNumber })
+        return Int(digits)
+    }
+
+    /// 1-based line and column (in bytes) of a byte offset.
+    static func lineAndColumn(_ bytes: [UInt8], offset: Int) -> (Int, Int) {
+        var line = 1, column = 1
+        for b in bytes.prefix(max(0, min(offset, bytes.count))) {
+            if b == 0x0A { line += 1; column = 1 } else { column += 1 }
+        }
+        return (line, column)
+    }
+
+    // MARK: Sections
+
+    static func parseRoot(_ root: JSONNode) throws(ConfigError) -> TernConfig {
+        let obj = try root.object(known: topLevelKeys)
+        var config = TernConfig()
+
+        if let n = obj["realm"] { config.realm = try parseRFC8489Text(n, what: "realm") }
+        if let n = obj.nonNull("software") { config.software = try parseRFC8489Text(n, what: "software") }
+        if let n = obj.nonNull("workers") { config.workers = try n.integer(in: 1...256, "an integer 1...256 or null") }
+        if let n = obj["listeners"] { config.listeners = try parseListeners(n) }
+        if let n = obj["relay"] { config.relay = try parseRelay(n) }
+        if let n = obj["auth"] { config.auth = try parseAuth(n) }
+        if let n = obj["peers"] { config.peers = try parsePeers(n) }
+        if let n = obj["admin"] { config.admin = try parseAdmin(n) }
+        if let n = obj["log"] { config.log = try parseLog(n) }
+        return config
+    }
+
+    /// REALM and SOFTWARE: RFC 8489 sections 14.9 and 14.14 allow fewer than 128 characters,
+    /// at most 763 bytes.
+    static func parseRFC8489Text(_ n: JSONNode, what: String) throws(ConfigError) -> String {
+        let s = try n.nonEmptyString()
+        guard s.count < 128, s.utf8.count <= 763 else {
+            throw n.error("\(what) must be fewer than 128 characters and at most 763 bytes (RFC 8489), found \(s.count) characters")
+        }
+        return s
+    }
+
+    static func parseListeners(_ n: JSONNode) throws(ConfigError) -> [ListenerConfig] {
+        let items = try n.array("an array of listener objects")
+        guard !items.isEmpty else { throw n.error("at least one listener is required") }
+        var result: [ListenerConfig] = []
+        var firstIndex: [ListenerConfig: Int] = [:]
+        for item in items {
+            let obj = try item.object(known: listenerKeys)
+            var transport = ListenerTransport.udp
+            if let t = obj["transport"] {
+                let names = ListenerTransport.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
+                guard let s = t.value as? String, let parsed = ListenerTransport(rawValue: s) else {
+                    throw t.mismatch("one of \(names)")
+                }
+                transport = parsed
+            }
+            var address = IPAddress.anyV4
+            if let a = obj["address"] { address = try a.ipAddress() }
+            var port = transport.defaultPort
+            if let p = obj["port"] { port = UInt16(try p.integer(in: 0...65535)) }
+            let listener = ListenerConfig(transport: transport, address: address, port: port)
+            // Port 0 (ephemeral) listeners never collide with each other.
+            if port != 0, let first = firstIndex[listener] {
+                throw item.error("duplicate listener \(listener), same as listeners[\(first)]")
+            }
+            firstIndex[listener] = result.count
+            result.append(listener)
+        }
+        return result
+    }
+
+    static func parseRelay(_ n: JSONNode) throws(ConfigError) -> RelayConfig {
+        let obj = try n.object(known: relayKeys)
+        var relay = RelayConfig()
+        relay.ipv4 = try optionalAddress(obj, "ipv4", family: .ipv4, allowUnspecified: true)
+        relay.ipv6 = try optionalAddress(obj, "ipv6", family: .ipv6, allowUnspecified: true)
+        relay.externalIPv4 = try optionalAddress(obj, "externalIPv4", family: .ipv4, allowUnspecified: false)
+        relay.externalIPv6 = try optionalAddress(obj, "externalIPv6", family: .ipv6, allowUnspecified: false)
+        if let r = obj["portRange"] {
+            let expected = "[min, max], two integers with 1024 <= min <= max <= 65535"
+            let items = try r.array(expected)
+            guard items.count == 2 else {
+                throw r.error("expected \(expected), found an array of \(items.count) element\(items.count == 1 ? "" : "s")")
+            }
+            let lo = try items[0].integer(in: 1024...65535)
+            let hi = try items[1].integer(in: 1024...65535)
+            guard lo <= hi else { throw r.error("min \(lo) is greater than max \(hi); expected \(expected)") }
+            relay.portRange = UInt16(lo)...UInt16(hi)
+        }
+        return relay
+    }
+
+    static func optionalAddress(_ obj: JSONObject, _ key: String, family: AddressFamily,
+                                allowUnspecified: Bool) throws(ConfigError) -> IPAddress? {
+        guard let n = obj.nonNull(key) else { return nil }
+        let name = family == .ipv4 ? "IPv4" : "IPv6"
+        let example = family == .ipv4 ? "\"192.0.2.1\"" : "\"2001:db8::1\""
+        let expected = "an \(name) address such as \(example)\(allowUnspecified ? "" : " (not unspecified)") or null"
+        let ip = try n.ipAddress(expected)
+        guard ip.family == family else { throw n.mismatch(expected) }
+        if !allowUnspecified && ip.isUnspecified {
+            throw n.error("expected a concrete \(name) address, found the unspecified address \(ip)")
+        }
+        return ip
+    }
+
+    static func parseAuth(_ n: JSONNode) throws(ConfigError) -> AuthConfig {
+        let obj = try n.object(known: authKeys)
+        var auth = AuthConfig()
+        if let u = obj["users"] {
+            for (name, password) in try u.dictionary("an object mapping user names to passwords") {
+                // RFC 8489 section 14.3: USERNAME is fewer than 509 bytes.
+                guard !name.isEmpty, name.utf8.count < 509 else {
+                    throw u.error("user names must be non-empty and fewer than 509 bytes (RFC 8489)")
+                }
+                auth.users[name] = try password.nonEmptyString("a non-empty password string")
+            }
+        }
+        if let s = obj["secrets"] {
+            auth.secrets = try s.array("an array of non-empty strings").map { item throws(ConfigError) in
+                try item.nonEmptyString()
+            }
+        }
+        return auth
+    }
+
+    static func parsePeers(_ n: JSONNode) throws(ConfigError) -> PeerConfig {
+        let obj = try n.object(known: peerKeys)
+        var peers = PeerConfig()
+        if let a = obj["allow"] { peers.allow = try parseCIDRs(a) }
+        if let d = obj["deny"] { peers.deny = try parseCIDRs(d) }
+        return peers
+    }
+
+    static func parseCIDRs(_ n: JSONNode) throws(ConfigError) -> [CIDR] {
+        try n.array("an array of CIDR strings").map { item throws(ConfigError) in
+            guard let s = item.value as? String, let cidr = CIDR(s) else {
+                throw item.mismatch("a CIDR such as \"10.0.0.0/8\" or \"2001:db8::/32\"")
+            }
+            return cidr
+        }
+    }
+
+    static func parseAdmin(_ n: JSONNode) throws(ConfigError) -> AdminConfig {
+        let obj = try n.object(known: adminKeys)
+        var admin = AdminConfig()
+        if let a = obj["address"] { admin.address = try a.ipAddress() }
+        if let p = obj["port"] { admin.port = UInt16(try p.integer(in: 0...65535)) }
+        if let t = obj.nonNull("token") { admin.token = try t.nonEmptyString("a non-empty string or null") }
+        return admin
+    }
+
+    static func parseLog(_ n: JSONNode) throws(ConfigError) -> LogConfig {
+        let obj = try n.object(known: logKeys)
+        var log = LogConfig()
+        if let l = obj["level"] {
+            guard let s = l.value as? String, let level = Logger.Level(configName: s) else {
+                throw l.mismatch("one of \(Logger.Level.configNames.joined(separator: ", "))")
+            }
+            log.level = level
+        }
+        return log
+    }
+}

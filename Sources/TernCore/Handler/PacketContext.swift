@@ -1,0 +1,43 @@
+import STUN
+
+/// The transport a client reached Tern over (RFC 8656 section 3.1: the client-to-server leg).
+public enum ClientTransport: UInt8, Sendable, CustomStringConvertible {
+    case udp, tcp, tls, dtls
+
+    public var description: String {
+        switch self {
+        case .udp: return "udp"
+        case .tcp: return "tcp"
+        case .tls: return "tls"
+        case .dtls: return "dtls"
+        }
+    }
+
+    /// Stream transports carry STUN framed by its own length (RFC 8489 section 6.2.2).
+    public var isStream: Bool { self == .tcp || self == .tls }
+}
+
+/// Where a packet came from and where it arrived: the client's side of the 5-tuple.
+public struct PacketContext: Sendable {
+    /// The client's source address as this server sees it: the reflexive address.
+    public var client: TransportAddress
+    /// The local address the packet arrived on (from IP_PKTINFO for wildcard UDP sockets).
+    public var local: TransportAddress
+    public var transport: ClientTransport
+
+    public init(client: TransportAddress, local: TransportAddress, transport: ClientTransport) {
+        self.client = client
+        self.local = local
+        self.transport = transport
+    }
+}
+
+/// What the event loop does after the handler looked at one packet.
+public enum HandlerResult: Equatable, Sendable {
+    /// Send the first `n` bytes of the response buffer back to the client.
+    case reply(Int)
+    /// Nothing to send (an indication, a response, or a request silently dropped).
+    case noReply
+    /// The bytes were not a valid STUN message or ChannelData: dropped (UDP) or the connection closed (streams).
+    case malformed
+}

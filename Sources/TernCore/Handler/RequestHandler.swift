@@ -1,0 +1,179 @@
+import STUN
+
+/// Settings the handler needs, derived once from the config (no per-packet lookups).
+public struct HandlerConfiguration: Sendable {
+    /// SOFTWARE attribute value (RFC 8489 section 14.14); nil sends none.
+    public var software: [UInt8]?
+
+    public init(software: String? = nil) {
+        self.software = software.map { Array($0.utf8.prefix(763)) }
+    }
+}
+
+/// Turns one received datagram (or one framed stream message) into at most one reply, written into a
+/// caller-provided buffer. No sockets, no clock reads, no allocation on the Binding path: the event loop
+/// owns one handler per worker and calls it on that worker's queue only.
+///
+/// RFC 8489 section 6.3: a message that fails the basic checks is discarded; section 6.3.1: requests
+/// with unknown comprehension-required attributes get 420; section 7.3.1 (Binding): the success response
+/// carries XOR-MAPPED-ADDRESS with the request's source transport address.
+public final class RequestHandler {
+    public let configuration: HandlerConfiguration
+    public private(set) var stats = HandlerStats()
+
+    public init(configuration: HandlerConfiguration) {
+        self.configuration = configuration
+    }
+
+    /// Handles one packet. `response` must be at least 548 bytes (RFC 8489 section 6.2.1's floor for
+    /// an unfragmented response path); the reply is written at its start.
+    public func handle(_ packet: UnsafeRawBufferPointer, context: PacketContext,
+                       response: UnsafeMutableRawBufferPointer) -> HandlerResult {
+        guard let first = packet.first else {
+            stats.malformed &+= 1
+            return .malformed
+        }
+        // RFC 8656 section 12: the first two bits tell STUN (0b00) from ChannelData (0b01).
+        if first & 0xC0 == 0x40 {
+            if ChannelData.isValidChannelNumber(UInt16(first) << 8 | UInt16(packet.count > 1 ? packet[1] : 0)) {
+                stats.unboundChannelData &+= 1
+                return .noReply
+            }
+            stats.malformed &+= 1
+            return .malformed
+        }
+        let reader: MessageReader
+        do {
+            reader = try MessageReader(packet)
+        } catch {
+            stats.malformed &+= 1
+            return .malformed
+        }
+        // RFC 8489 section 14.7: a message whose FINGERPRINT does not match is not STUN: drop it.
+        if reader.hasFingerprint && !reader.fingerprintIsValid() {
+            stats.badFingerprint &+= 1
+            return .noReply
+        }
+        let type = reader.type
+        guard type.messageClass == .request else {
+            // Indications (Binding indications are keep-alives, RFC 8489 section 6.3.2) and responses
+            // (section 6.3.3: a server has no transactions of its own) need no answer.
+            stats.ignored &+= 1
+            return .noReply
+        }
+        switch type.method {
+        case .binding:
+            stats.bindingRequests &+= 1
+            return handleBinding(reader, context: context, response: response)
+        default:
+            // RFC 8489 section 6.3.1: the server answers what it cannot process with an error response.
+            stats.unsupportedMethodErrors &+= 1
+            return errorResponse(reader, code: 400, reason: "Unsupported method", response: response)
+        }
+    }
+
+    /// Comprehension-required attributes (RFC 8489 section 14, range 0x0000-0x7FFF) this server
+    /// understands in a request. Anything else in that range earns a 420.
+    @inline(__always)
+    static func understands(_ type: AttributeType) -> Bool {
+        switch type {
+        case .username, .messageIntegrity, .messageIntegritySHA256, .realm, .nonce, .userhash,
+             .passwordAlgorithm, .errorCode, .unknownAttributes, .xorMappedAddress, .mappedAddress,
+             .priority, .useCandidate,
+             // TURN (RFC 8656 section 18) and RFC 6062 attributes, understood by the TURN methods.
+             .channelNumber, .lifetime, .xorPeerAddress, .data, .xorRelayedAddress,
+             .requestedAddressFamily, .evenPort, .requestedTransport, .dontFragment,
+             .reservationToken, .connectionID:
+            return true
+        default:
+            return false
+        }
+    }
+
+    private func handleBinding(_ reader: MessageReader, context: PacketContext,
+                               response: UnsafeMutableRawBufferPointer) -> HandlerResult {
+        if let result = rejectUnknownAttributes(reader, response: response) {
+            return result
+        }
+        do {
+            var w = try MessageWriter(buffer: response,
+                                      type: MessageType(method: .binding, class: .successResponse),
+                                      transactionID: reader.transactionID)
+            try w.appendXORAddress(.xorMappedAddress, context.client)
+            try appendTrailer(&w, request: reader)
+            stats.bindingSuccesses &+= 1
+            return .reply(w.count)
+        } catch {
+            stats.encodeFailures &+= 1
+            return .noReply
+        }
+    }
+
+    /// RFC 8489 section 6.3.1.1: list every unknown comprehension-required attribute in a 420 response.
+    /// Collected into stack memory: a hostile request cannot make this allocate.
+    private func rejectUnknownAttributes(_ reader: MessageReader,
+                                         response: UnsafeMutableRawBufferPointer) -> HandlerResult? {
+        let capacity = 64
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: capacity * 2) { scratch -> HandlerResult? in
+            var n = 0
+            reader.forEachAttribute { type, _ in
+                guard type.isComprehensionRequired, !RequestHandler.understands(type), n < capacity else { return }
+                // Each type listed once, even if the request repeats it.
+                var seen = false
+                var i = 0
+                while i < n {
+                    if UInt16(scratch[2 * i]) << 8 | UInt16(scratch[2 * i + 1]) == type.rawValue { seen = true; break }
+                    i += 1
+                }
+                if !seen {
+                    scratch[2 * n] = UInt8(truncatingIfNeeded: type.rawValue >> 8)
+                    scratch[2 * n + 1] = UInt8(truncatingIfNeeded: type.rawValue)
+                    n += 1
+                }
+            }
+            guard n > 0 else { return nil }
+            stats.unknownAttributeErrors &+= 1
+            do {
+                var w = try MessageWriter(buffer: response,
+                                          type: MessageType(method: reader.type.method, class: .errorResponse),
+                                          transactionID: reader.transactionID)
+                try w.appendErrorCode(code: 420, reason: "Unknown Attribute")
+                try w.appendRaw(type: .unknownAttributes, value: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(scratch)[0..<(2 * n)]))
+                try appendTrailer(&w, request: reader)
+                return .reply(w.count)
+            } catch {
+                stats.encodeFailures &+= 1
+                return HandlerResult.noReply
+            }
+        }
+    }
+
+    private func errorResponse(_ reader: MessageReader, code: Int, reason: StaticString,
+                               response: UnsafeMutableRawBufferPointer) -> HandlerResult {
+        do {
+            var w = try MessageWriter(buffer: response,
+                                      type: MessageType(method: reader.type.method, class: .errorResponse),
+                                      transactionID: reader.transactionID)
+            try w.appendErrorCode(code: code, reason: reason)
+            try appendTrailer(&w, request: reader)
+            return .reply(w.count)
+        } catch {
+            stats.encodeFailures &+= 1
+            return .noReply
+        }
+    }
+
+    /// SOFTWARE when configured (RFC 8489 section 14.14), then FINGERPRINT when the request had one
+    /// (section 7.3: a server answers in kind).
+    @inline(__always)
+    private func appendTrailer(_ w: inout MessageWriter, request: MessageReader) throws(STUNEncodeError) {
+        if let software = configuration.software {
+            try software.withUnsafeBytes { bytes throws(STUNEncodeError) in
+                try w.appendRaw(type: .software, value: bytes)
+            }
+        }
+        if request.hasFingerprint {
+            try w.appendFingerprint()
+        }
+    }
+}

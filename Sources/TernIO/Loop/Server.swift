@@ -1,0 +1,190 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CTernShims
+import Dispatch
+import Logging
+import STUN
+import TernCore
+
+/// A listener to open on every worker.
+public struct ListenerSpec: Sendable, Hashable, CustomStringConvertible {
+    public var transport: ClientTransport
+    public var address: TransportAddress
+    /// When true, an address family this host lacks (no IPv6, say) skips the listener with a warning
+    /// instead of failing start-up. Used by the built-in default's wildcard listeners.
+    public var optional: Bool
+
+    public init(transport: ClientTransport, address: TransportAddress, optional: Bool = false) {
+        self.transport = transport
+        self.address = address
+        self.optional = optional
+    }
+
+    public var description: String { "\(transport) \(address)" }
+}
+
+/// What start() bound, with the port the kernel chose when the spec asked for port 0.
+public struct BoundListener: Sendable, Hashable, CustomStringConvertible {
+    public var transport: ClientTransport
+    public var address: TransportAddress
+    public var description: String { "\(transport) \(address)" }
+}
+
+public struct ServerError: Error, CustomStringConvertible {
+    public var description: String
+}
+
+/// Owns the workers and their sockets. `start()` binds every listener on every worker (one
+/// SO_REUSEPORT socket per worker and listener) and starts their sources; `stop()` cancels all sources
+/// and returns once every descriptor is closed.
+public final class Server: @unchecked Sendable {
+    public let workers: [Worker]
+    private let listeners: [ListenerSpec]
+    private let logger: Logger
+    public private(set) var bound: [BoundListener] = []
+    private var started = false
+
+    public init(listeners: [ListenerSpec], workerCount: Int, handlerConfiguration: HandlerConfiguration,
+                limits: StreamLimits = StreamLimits(), logger: Logger) {
+        precondition(workerCount >= 1, "at least one worker")
+        self.listeners = listeners
+        self.logger = logger
+        self.workers = (0..<workerCount).map {
+            Worker(index: $0, handler: RequestHandler(configuration: handlerConfiguration), limits: limits, logger: logger)
+        }
+    }
+
+    /// Binds everything, then starts every source. On any bind failure nothing is left open.
+    @discardableResult
+    public func start() throws -> [BoundListener] {
+        precondition(!started, "start() once")
+        started = true
+        Posix.ignoreSIGPIPE()
+        var opened: [(Worker, ListenerSpec, Int32, TransportAddress)] = []
+        do {
+            for spec in listeners {
+                guard spec.transport == .udp || spec.transport == .tcp else {
+                    throw ServerError(description: "listener \(spec): transport \(spec.transport) is not supported yet (udp and tcp are)")
+                }
+                do {
+                    try probeFree(spec)
+                } catch let e as SystemError where spec.optional && (e.errno == EAFNOSUPPORT || e.errno == EADDRNOTAVAIL) {
+                    logger.warning("listener skipped: address family unavailable", metadata: ["listener": "\(spec)", "error": "\(e)"])
+                    continue
+                }
+                var address = spec.address
+                for worker in workers {
+                    let fd = try openSocket(spec, address: address)
+                    let local: TransportAddress
+                    do {
+                        local = try Posix.localAddress(fd).transportAddress
+                    } catch {
+                        Posix.close(fd)
+                        throw error
+                    }
+                    address.port = local.port  // port 0: later workers join the port the first one got
+                    opened.append((worker, spec, fd, local))
+                }
+                bound.append(BoundListener(transport: spec.transport, address: address))
+            }
+        } catch {
+            for (_, _, fd, _) in opened { Posix.close(fd) }
+            bound = []
+            throw error
+        }
+        for (worker, spec, fd, local) in opened {
+            worker.queue.sync {
+                switch spec.transport {
+                case .udp:
+                    let e = UDPEndpoint(fd: fd, bound: local, worker: worker)
+                    worker.udpEndpoints.append(e)
+                    e.start()
+                default:
+                    let l = TCPListener(fd: fd, bound: local, worker: worker)
+                    worker.tcpListeners.append(l)
+                    l.start()
+                }
+            }
+        }
+        return bound
+    }
+
+    /// SO_REUSEPORT would let this process share a port with another Tern (or coturn) of the same
+    /// user and silently split its traffic. A plain bind first tells "in use" apart.
+    private func probeFree(_ spec: ListenerSpec) throws {
+        guard spec.address.port != 0 else { return }
+        let domain = spec.address.ip.family == .ipv6 ? AF_INET6 : AF_INET
+        let type = spec.transport == .udp ? Int32(SOCK_DGRAM.rawValue) : Int32(SOCK_STREAM.rawValue)
+        let fd = try Posix.socket(domain: domain, type: type)
+        defer { Posix.close(fd) }
+        if domain == AF_INET6 { try Posix.setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1) }
+        if spec.transport == .tcp { try Posix.setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1) }
+        do {
+            try Posix.bind(fd, TernSocketAddress(spec.address))
+        } catch let e where e.errno == EADDRINUSE {
+            throw ServerError(description: "listener \(spec): address already in use (is another TURN server running?)")
+        }
+    }
+
+    private func openSocket(_ spec: ListenerSpec, address: TransportAddress) throws -> Int32 {
+        let v6 = address.ip.family == .ipv6
+        let domain = v6 ? AF_INET6 : AF_INET
+        let type = spec.transport == .udp ? Int32(SOCK_DGRAM.rawValue) : Int32(SOCK_STREAM.rawValue)
+        let fd = try Posix.socket(domain: domain, type: type)
+        do {
+            if v6 { try Posix.setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1) }
+            try Posix.setOption(fd, SOL_SOCKET, tern_so_reuseport(), 1)
+            if spec.transport == .tcp {
+                try Posix.setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
+            } else if address.ip.isUnspecified {
+                // A wildcard UDP socket must answer from the address the request was sent to.
+                if tern_enable_pktinfo(fd, v6 ? 1 : 0) != 0 {
+                    throw SystemError("setsockopt(pktinfo)", errno: errno)
+                }
+            }
+            try Posix.bind(fd, TernSocketAddress(address))
+            if spec.transport == .tcp { try Posix.listen(fd, backlog: 1024) }
+            return fd
+        } catch {
+            Posix.close(fd)
+            throw error
+        }
+    }
+
+    /// Cancels every source on every worker and waits until all descriptors are closed.
+    public func stop() {
+        for w in workers {
+            w.queue.sync { w.shutdown() }
+        }
+        for w in workers {
+            w.closing.wait()
+        }
+    }
+
+    /// Every descriptor the workers hold now (listeners, endpoints, connections). For tests and diagnostics.
+    public func openDescriptors() -> [Int32] {
+        var fds: [Int32] = []
+        for w in workers {
+            w.queue.sync {
+                fds += w.udpEndpoints.map(\.fd) + w.tcpListeners.map(\.fd) + w.connections.keys
+            }
+        }
+        return fds
+    }
+
+    /// Sums the per-worker counters, each read on its own worker's queue.
+    public func stats() -> (io: IOStats, handler: HandlerStats, connections: Int) {
+        var io = IOStats()
+        var handler = HandlerStats()
+        var connections = 0
+        for w in workers {
+            w.queue.sync {
+                io = io + w.stats
+                handler = handler + w.handler.stats
+                connections += w.connections.count
+            }
+        }
+        return (io, handler, connections)
+    }
+}

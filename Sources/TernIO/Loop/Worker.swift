@@ -1,0 +1,106 @@
+import Dispatch
+import Logging
+import STUN
+import TernCore
+
+/// One event-loop worker: a serial queue, the sockets whose sources fire on it, and the state those
+/// sockets touch. Everything here is touched only on `queue`, so the hot path takes no lock.
+///
+/// Each worker has its own SO_REUSEPORT socket for every listener, so the kernel's 4-tuple hash sends
+/// a given client to the same worker every time, and the client's state never leaves that worker.
+public final class Worker: @unchecked Sendable {
+    public let index: Int
+    public let queue: DispatchQueue
+    let logger: Logger
+    let handler: RequestHandler
+    var stats = IOStats()
+
+    var udpEndpoints: [UDPEndpoint] = []
+    var tcpListeners: [TCPListener] = []
+    var connections: [Int32: TCPConnection] = [:]
+    /// Descriptors whose sources are cancelled but whose cancel handlers have not yet run.
+    let closing = DispatchGroup()
+    let limits: StreamLimits
+
+    /// Scratch space for a reply to a stream message; a reply is copied into the connection's
+    /// queue (or written at once), so one buffer per worker serves every connection.
+    let streamResponse: UnsafeMutableRawBufferPointer
+
+    init(index: Int, handler: RequestHandler, limits: StreamLimits, logger: Logger) {
+        self.index = index
+        self.queue = DispatchQueue(label: "tern.worker.\(index)", qos: .userInitiated)
+        self.handler = handler
+        self.limits = limits
+        var logger = logger
+        logger[metadataKey: "worker"] = "\(index)"
+        self.logger = logger
+        self.streamResponse = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536 + 64, alignment: 16)
+    }
+
+    deinit {
+        streamResponse.deallocate()
+    }
+
+    /// Cancels every source. Descriptors are closed in the sources' cancel handlers.
+    func shutdown() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        for e in udpEndpoints { e.cancel() }
+        for l in tcpListeners { l.cancel() }
+        for c in Array(connections.values) { c.close(reason: .shutdown) }
+        udpEndpoints.removeAll()
+        tcpListeners.removeAll()
+    }
+}
+
+/// Counters kept by the event loop itself (the handler keeps its own). Plain integers, one set per
+/// worker, summed on read.
+public struct IOStats: Sendable, Equatable {
+    public var datagramsReceived: UInt64 = 0
+    public var datagramsSent: UInt64 = 0
+    public var bytesReceived: UInt64 = 0
+    public var bytesSent: UInt64 = 0
+    /// Datagrams larger than a receive slot (MSG_TRUNC): dropped.
+    public var oversizedDropped: UInt64 = 0
+    /// Replies the kernel would not take (send buffer full) or refused: dropped.
+    public var sendDropped: UInt64 = 0
+    /// Read sources that fired: the unit of Dispatch's per-wake-up cost.
+    public var readFirings: UInt64 = 0
+    public var tcpAccepted: UInt64 = 0
+    public var tcpClosed: UInt64 = 0
+    /// Stream connections closed for a framing error or bytes that are not STUN.
+    public var tcpClosedMalformed: UInt64 = 0
+    /// Stream connections closed because the client stopped reading and the write queue filled.
+    public var tcpClosedSlowReader: UInt64 = 0
+    public var acceptErrors: UInt64 = 0
+    public var socketErrors: UInt64 = 0
+
+    public init() {}
+
+    public static func + (a: IOStats, b: IOStats) -> IOStats {
+        var s = IOStats()
+        s.datagramsReceived = a.datagramsReceived &+ b.datagramsReceived
+        s.datagramsSent = a.datagramsSent &+ b.datagramsSent
+        s.bytesReceived = a.bytesReceived &+ b.bytesReceived
+        s.bytesSent = a.bytesSent &+ b.bytesSent
+        s.oversizedDropped = a.oversizedDropped &+ b.oversizedDropped
+        s.sendDropped = a.sendDropped &+ b.sendDropped
+        s.readFirings = a.readFirings &+ b.readFirings
+        s.tcpAccepted = a.tcpAccepted &+ b.tcpAccepted
+        s.tcpClosed = a.tcpClosed &+ b.tcpClosed
+        s.tcpClosedMalformed = a.tcpClosedMalformed &+ b.tcpClosedMalformed
+        s.tcpClosedSlowReader = a.tcpClosedSlowReader &+ b.tcpClosedSlowReader
+        s.acceptErrors = a.acceptErrors &+ b.acceptErrors
+        s.socketErrors = a.socketErrors &+ b.socketErrors
+        return s
+    }
+}
+
+/// Bounds for stream connections.
+public struct StreamLimits: Sendable {
+    /// Bytes queued for a client that is not reading before the connection is closed.
+    public var maxQueuedBytes: Int = 256 * 1024
+    /// Upper bound for one framed message (a STUN header plus the 16-bit length's maximum).
+    public var maxFrame: Int = 20 + 65_535 + 3
+
+    public init() {}
+}

@@ -1,0 +1,269 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import Logging
+import STUN
+import TernCore
+
+/// One client stream connection. STUN over TCP is framed by the message's own length field
+/// (RFC 8489 section 6.2.2); ChannelData on a stream is padded to a multiple of 4 (RFC 8656 section 12.5).
+///
+/// Reads drain the socket to EAGAIN each firing (bounded per firing). Replies are sent at once; what the
+/// kernel does not take waits in a bounded queue drained by a write source that is resumed only while
+/// there is something queued (back-pressure without busy loops). A client that stops reading until the
+/// queue bound is reached is disconnected, so it cannot grow Tern's memory.
+final class TCPConnection {
+    enum CloseReason: String {
+        case peerClosed = "peer closed"
+        case malformed = "malformed stream"
+        case slowReader = "write queue full"
+        case error = "socket error"
+        case shutdown = "shutdown"
+    }
+
+    let fd: Int32
+    let client: TransportAddress
+    let local: TransportAddress
+    let transport: ClientTransport
+    unowned let worker: Worker
+
+    private var readSource: DispatchSourceRead?
+    /// Created on the first reply the kernel would not take at once; suspended while nothing is queued.
+    private var writeSource: DispatchSourceWrite?
+    private var writeSuspended = false
+    private var closed = false
+    private var pendingCancels = 0
+
+    /// Received bytes not yet framed. Grows only as far as the largest legal frame.
+    private var input: [UInt8]
+    private var inputCount = 0
+    /// Reply bytes the kernel has not taken yet, from `outputOffset` on.
+    private var output: [UInt8] = []
+    private var outputOffset = 0
+
+    private let readChunk = 16 * 1024
+    private let maxReadsPerFiring = 32
+
+    init(fd: Int32, client: TransportAddress, local: TransportAddress, transport: ClientTransport, worker: Worker) {
+        self.fd = fd
+        self.client = client
+        self.local = local
+        self.transport = transport
+        self.worker = worker
+        self.input = [UInt8](repeating: 0, count: readChunk)
+    }
+
+    func start() {
+        let rs = DispatchSource.makeReadSource(fileDescriptor: fd, queue: worker.queue)
+        rs.setEventHandler { [unowned self] in self.readable() }
+        rs.setCancelHandler { [self] in self.sourceCancelled() }
+        readSource = rs
+        pendingCancels = 1
+        worker.closing.enter()
+        rs.activate()
+    }
+
+    /// Starts watching for writability: a new write source the first time, a resume after that.
+    private func watchWritable() {
+        if let ws = writeSource {
+            if writeSuspended {
+                writeSuspended = false
+                ws.resume()
+            }
+            return
+        }
+        let ws = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: worker.queue)
+        ws.setEventHandler { [unowned self] in self.writable() }
+        ws.setCancelHandler { [self] in self.sourceCancelled() }
+        writeSource = ws
+        pendingCancels += 1
+        ws.activate()
+    }
+
+    // MARK: reading and framing
+
+    private func readable() {
+        worker.stats.readFirings &+= 1
+        var reads = 0
+        while !closed && reads < maxReadsPerFiring {
+            reads &+= 1
+            if inputCount == input.count {
+                // Full without a complete frame: grow up to the largest legal frame, never past it.
+                guard input.count < worker.limits.maxFrame else { close(reason: .malformed); return }
+                input.append(contentsOf: repeatElement(0, count: min(input.count, worker.limits.maxFrame - input.count)))
+            }
+            let outcome: IOOutcome<Int>
+            do {
+                outcome = try input.withUnsafeMutableBytes { buf throws(SystemError) in
+                    try Posix.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: buf[inputCount...]))
+                }
+            } catch {
+                close(reason: .error)
+                return
+            }
+            switch outcome {
+            case .wouldBlock:
+                return
+            case .done(0):
+                close(reason: .peerClosed)
+                return
+            case .done(let n):
+                inputCount &+= n
+                worker.stats.bytesReceived &+= UInt64(n)
+                processFrames()
+            }
+        }
+    }
+
+    private func processFrames() {
+        var start = 0
+        while !closed {
+            let available = inputCount - start
+            let length: Int
+            let frame = input.withUnsafeBytes { buf in
+                StreamFrame.frameLength(UnsafeRawBufferPointer(rebasing: buf[start..<inputCount]))
+            }
+            switch frame {
+            case .needMore:
+                length = -1
+            case .stun(let n), .channelData(let n):
+                length = n
+            case .invalid:
+                worker.stats.tcpClosedMalformed &+= 1
+                close(reason: .malformed)
+                return
+            }
+            guard length > 0, length <= available else {
+                if length > worker.limits.maxFrame {
+                    worker.stats.tcpClosedMalformed &+= 1
+                    close(reason: .malformed)
+                    return
+                }
+                break
+            }
+            let context = PacketContext(client: client, local: local, transport: transport)
+            let result = input.withUnsafeBytes { buf in
+                worker.handler.handle(UnsafeRawBufferPointer(rebasing: buf[start..<(start + length)]),
+                                      context: context, response: worker.streamResponse)
+            }
+            start &+= length
+            switch result {
+            case .reply(let n):
+                send(UnsafeRawBufferPointer(rebasing: worker.streamResponse[0..<n]))
+            case .noReply:
+                break
+            case .malformed:
+                worker.stats.tcpClosedMalformed &+= 1
+                close(reason: .malformed)
+                return
+            }
+        }
+        // Keep the unframed tail at the front of the buffer.
+        if start > 0 {
+            let remaining = inputCount - start
+            if remaining > 0 {
+                input.withUnsafeMutableBytes { buf in
+                    guard let base = buf.baseAddress else { return }
+                    memmove(base, base + start, remaining)
+                }
+            }
+            inputCount = remaining
+        }
+    }
+
+    // MARK: writing with back-pressure
+
+    /// Sends `bytes` now if nothing is queued ahead of them, queueing what the kernel does not take.
+    func send(_ bytes: UnsafeRawBufferPointer) {
+        guard !closed, bytes.count > 0 else { return }
+        var offset = 0
+        if output.count == outputOffset {
+            while offset < bytes.count {
+                do {
+                    switch try Posix.send(fd, UnsafeRawBufferPointer(rebasing: bytes[offset...])) {
+                    case .done(let n):
+                        offset &+= n
+                        worker.stats.bytesSent &+= UInt64(n)
+                    case .wouldBlock:
+                        break
+                    }
+                } catch {
+                    close(reason: .error)
+                    return
+                }
+                if offset < bytes.count { break }
+            }
+        }
+        guard offset < bytes.count else { return }
+        if output.count - outputOffset + (bytes.count - offset) > worker.limits.maxQueuedBytes {
+            worker.stats.tcpClosedSlowReader &+= 1
+            close(reason: .slowReader)
+            return
+        }
+        if outputOffset > 0 && outputOffset == output.count {
+            output.removeAll(keepingCapacity: true)
+            outputOffset = 0
+        }
+        output.append(contentsOf: bytes[offset...])
+        watchWritable()
+    }
+
+    private func writable() {
+        while !closed && outputOffset < output.count {
+            let outcome: IOOutcome<Int>
+            do {
+                outcome = try output.withUnsafeBytes { buf throws(SystemError) in
+                    try Posix.send(fd, UnsafeRawBufferPointer(rebasing: buf[outputOffset...]))
+                }
+            } catch {
+                close(reason: .error)
+                return
+            }
+            switch outcome {
+            case .done(let n):
+                outputOffset &+= n
+                worker.stats.bytesSent &+= UInt64(n)
+            case .wouldBlock:
+                return
+            }
+        }
+        if outputOffset == output.count {
+            output.removeAll(keepingCapacity: output.capacity <= 64 * 1024)
+            outputOffset = 0
+            if !writeSuspended, let ws = writeSource {
+                writeSuspended = true
+                ws.suspend()
+            }
+        }
+    }
+
+    // MARK: closing
+
+    /// Cancels both sources; the descriptor is closed once both cancel handlers have run.
+    func close(reason: CloseReason) {
+        guard !closed else { return }
+        closed = true
+        worker.stats.tcpClosed &+= 1
+        worker.logger.debug("tcp connection closed", metadata: ["client": "\(client)", "reason": "\(reason.rawValue)"])
+        readSource?.cancel()
+        if let ws = writeSource {
+            ws.cancel()
+            // A suspended source runs its cancel handler only once resumed.
+            if writeSuspended {
+                writeSuspended = false
+                ws.resume()
+            }
+        }
+    }
+
+    private func sourceCancelled() {
+        pendingCancels -= 1
+        guard pendingCancels == 0 else { return }
+        Posix.close(fd)
+        readSource = nil
+        writeSource = nil
+        worker.connections[fd] = nil
+        worker.closing.leave()
+    }
+}

@@ -1,0 +1,93 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import Logging
+import STUN
+
+/// One worker's SO_REUSEPORT listening socket; the kernel spreads new connections over the workers,
+/// and each accepted connection lives on the worker that accepted it.
+final class TCPListener {
+    let fd: Int32
+    let bound: TransportAddress
+    unowned let worker: Worker
+    private var source: DispatchSourceRead?
+    private var paused = false
+    /// Connections accepted per firing before yielding the queue to other sources.
+    private let maxAcceptsPerFiring = 64
+
+    init(fd: Int32, bound: TransportAddress, worker: Worker) {
+        self.fd = fd
+        self.bound = bound
+        self.worker = worker
+    }
+
+    func start() {
+        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: worker.queue)
+        let fd = self.fd
+        let group = worker.closing
+        group.enter()
+        source.setEventHandler { [unowned self] in self.acceptable() }
+        source.setCancelHandler {
+            Posix.close(fd)
+            group.leave()
+        }
+        self.source = source
+        source.activate()
+    }
+
+    func cancel() {
+        guard let source else { return }
+        source.cancel()
+        if paused { source.resume() }
+        paused = false
+        self.source = nil
+    }
+
+    private func acceptable() {
+        worker.stats.readFirings &+= 1
+        var accepted = 0
+        while accepted < maxAcceptsPerFiring {
+            do {
+                switch try Posix.accept(fd) {
+                case .wouldBlock:
+                    return
+                case .done(let (cfd, peer)):
+                    accepted &+= 1
+                    worker.stats.tcpAccepted &+= 1
+                    let local = (try? Posix.localAddress(cfd))?.transportAddress ?? bound
+                    let connection = TCPConnection(fd: cfd, client: peer.transportAddress, local: local,
+                                                   transport: .tcp, worker: worker)
+                    worker.connections[cfd] = connection
+                    connection.start()
+                }
+            } catch {
+                worker.stats.acceptErrors &+= 1
+                switch error.errno {
+                case ECONNABORTED, EPROTO, EPERM:
+                    continue  // that one connection failed; the listener is fine
+                case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+                    // Out of descriptors or memory: the backlog stays readable, so a level-triggered
+                    // source would spin. Pause accepting briefly instead.
+                    worker.logger.warning("accept paused", metadata: ["error": "\(error)", "listener": "\(bound)"])
+                    pause()
+                    return
+                default:
+                    worker.logger.warning("accept failed", metadata: ["error": "\(error)", "listener": "\(bound)"])
+                    return
+                }
+            }
+        }
+    }
+
+    private func pause() {
+        guard let source, !paused else { return }
+        paused = true
+        source.suspend()
+        worker.queue.asyncAfter(deadline: .now() + .milliseconds(100)) { [weak self] in
+            guard let self, self.paused, let source = self.source else { return }
+            self.paused = false
+            source.resume()
+        }
+    }
+}

@@ -1,0 +1,128 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CTernShims
+
+/// Preallocated recvmmsg/sendmmsg vectors: `count` slots of `slotSize` bytes each way, with their
+/// iovecs, addresses and control buffers. Allocated once per socket; nothing is allocated per packet.
+final class DatagramBatch {
+    let count: Int
+    let slotSize: Int
+    let controlSize: Int
+
+    let recvHeaders: UnsafeMutablePointer<tern_mmsghdr>
+    let sendHeaders: UnsafeMutablePointer<tern_mmsghdr>
+    private let recvIov: UnsafeMutablePointer<iovec>
+    private let sendIov: UnsafeMutablePointer<iovec>
+    let recvNames: UnsafeMutablePointer<sockaddr_storage>
+    let sendNames: UnsafeMutablePointer<sockaddr_storage>
+    private let recvControl: UnsafeMutableRawPointer
+    private let sendControl: UnsafeMutableRawPointer
+    private let recvData: UnsafeMutableRawPointer
+    private let sendData: UnsafeMutableRawPointer
+
+    init(count: Int, slotSize: Int) {
+        self.count = count
+        self.slotSize = slotSize
+        self.controlSize = tern_pktinfo_space()
+        recvHeaders = .allocate(capacity: count)
+        sendHeaders = .allocate(capacity: count)
+        recvIov = .allocate(capacity: count)
+        sendIov = .allocate(capacity: count)
+        recvNames = .allocate(capacity: count)
+        sendNames = .allocate(capacity: count)
+        recvControl = .allocate(byteCount: controlSize * count, alignment: 16)
+        sendControl = .allocate(byteCount: controlSize * count, alignment: 16)
+        recvData = .allocate(byteCount: slotSize * count, alignment: 16)
+        sendData = .allocate(byteCount: slotSize * count, alignment: 16)
+        // Zero everything once: responses never carry stale bytes from an earlier packet's slot.
+        recvData.initializeMemory(as: UInt8.self, repeating: 0, count: slotSize * count)
+        sendData.initializeMemory(as: UInt8.self, repeating: 0, count: slotSize * count)
+        recvControl.initializeMemory(as: UInt8.self, repeating: 0, count: controlSize * count)
+        sendControl.initializeMemory(as: UInt8.self, repeating: 0, count: controlSize * count)
+        for i in 0..<count {
+            recvNames[i] = sockaddr_storage()
+            sendNames[i] = sockaddr_storage()
+            recvIov[i] = iovec(iov_base: recvData + i * slotSize, iov_len: slotSize)
+            sendIov[i] = iovec(iov_base: sendData + i * slotSize, iov_len: 0)
+            recvHeaders[i] = tern_mmsghdr()
+            sendHeaders[i] = tern_mmsghdr()
+            recvHeaders[i].msg_hdr.msg_iov = recvIov + i
+            recvHeaders[i].msg_hdr.msg_iovlen = 1
+            recvHeaders[i].msg_hdr.msg_name = UnsafeMutableRawPointer(recvNames + i)
+            recvHeaders[i].msg_hdr.msg_control = recvControl + i * controlSize
+            sendHeaders[i].msg_hdr.msg_iov = sendIov + i
+            sendHeaders[i].msg_hdr.msg_iovlen = 1
+            sendHeaders[i].msg_hdr.msg_name = UnsafeMutableRawPointer(sendNames + i)
+        }
+        resetReceive()
+    }
+
+    deinit {
+        recvHeaders.deallocate()
+        sendHeaders.deallocate()
+        recvIov.deallocate()
+        sendIov.deallocate()
+        recvNames.deallocate()
+        sendNames.deallocate()
+        recvControl.deallocate()
+        sendControl.deallocate()
+        recvData.deallocate()
+        sendData.deallocate()
+    }
+
+    /// The kernel rewrites name and control lengths and flags on every receive: restore them.
+    @inline(__always)
+    func resetReceive(upTo n: Int? = nil) {
+        let limit = n ?? count
+        var i = 0
+        while i < limit {
+            recvHeaders[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            recvHeaders[i].msg_hdr.msg_controllen = controlSize
+            recvHeaders[i].msg_hdr.msg_flags = 0
+            recvHeaders[i].msg_len = 0
+            i += 1
+        }
+    }
+
+    @inline(__always)
+    func received(_ i: Int) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: recvData + i * slotSize, count: min(Int(recvHeaders[i].msg_len), slotSize))
+    }
+
+    @inline(__always)
+    func truncated(_ i: Int) -> Bool {
+        recvHeaders[i].msg_hdr.msg_flags & tern_msg_trunc() != 0
+    }
+
+    @inline(__always)
+    func sendSlot(_ i: Int) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(start: sendData + i * slotSize, count: slotSize)
+    }
+
+    /// Prepares send slot `i` to go to `dest` (copied from receive slot `from`) with `length` bytes,
+    /// from local address `source` when given (IP_PKTINFO/IPV6_PKTINFO for wildcard-bound sockets).
+    @inline(__always)
+    func prepareSend(_ i: Int, replyingTo from: Int, length: Int, source: UnsafePointer<sockaddr_storage>?) {
+        sendNames[i] = recvNames[from]
+        sendHeaders[i].msg_hdr.msg_namelen = recvHeaders[from].msg_hdr.msg_namelen
+        sendIov[i].iov_len = length
+        sendHeaders[i].msg_len = 0
+        sendHeaders[i].msg_hdr.msg_flags = 0
+        if let source {
+            let control = sendControl + i * controlSize
+            let used = tern_write_pktinfo(control, controlSize, source)
+            sendHeaders[i].msg_hdr.msg_control = used > 0 ? control : nil
+            sendHeaders[i].msg_hdr.msg_controllen = used
+        } else {
+            sendHeaders[i].msg_hdr.msg_control = nil
+            sendHeaders[i].msg_hdr.msg_controllen = 0
+        }
+    }
+
+    /// The local address a datagram arrived at, from its packet-info cmsg.
+    @inline(__always)
+    func localAddress(_ i: Int, port: UInt16, into out: UnsafeMutablePointer<sockaddr_storage>) -> Bool {
+        withUnsafePointer(to: &recvHeaders[i].msg_hdr) { tern_read_pktinfo($0, out, port.bigEndian) } == 1
+    }
+}

@@ -1,0 +1,139 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CTernShims
+import Dispatch
+import Logging
+import STUN
+import TernCore
+
+/// One worker's SO_REUSEPORT socket of a UDP listener, watched by one long-lived DispatchSourceRead.
+///
+/// Each firing drains the socket with recvmmsg batches until the kernel has nothing left (a short batch
+/// means the queue was empty, so no extra EAGAIN round trip is spent), answers every datagram of a
+/// batch into the batch's send slots, and sends the answers with one sendmmsg. A firing is Dispatch's
+/// expensive part on Linux (about 8 extra system calls), so each one carries as many packets as it can.
+final class UDPEndpoint {
+    let fd: Int32
+    let bound: TransportAddress
+    let isWildcard: Bool
+    unowned let worker: Worker
+    private let batch: DatagramBatch
+    private var source: DispatchSourceRead?
+    /// Scratch for the local address of the datagram being handled.
+    private let localScratch: UnsafeMutablePointer<sockaddr_storage>
+    /// Batches per firing before yielding the queue, so one busy socket cannot starve the others.
+    private let maxBatchesPerFiring = 16
+
+    init(fd: Int32, bound: TransportAddress, worker: Worker, batchSize: Int = 64, slotSize: Int = 4096) {
+        self.fd = fd
+        self.bound = bound
+        self.isWildcard = bound.ip.isUnspecified
+        self.worker = worker
+        self.batch = DatagramBatch(count: batchSize, slotSize: slotSize)
+        self.localScratch = .allocate(capacity: 1)
+        localScratch.pointee = sockaddr_storage()
+    }
+
+    deinit {
+        localScratch.deallocate()
+    }
+
+    func start() {
+        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: worker.queue)
+        let fd = self.fd
+        let group = worker.closing
+        group.enter()
+        source.setEventHandler { [unowned self] in self.readable() }
+        // RFC-independent rule of libdispatch: close the descriptor only once its source is cancelled.
+        source.setCancelHandler {
+            Posix.close(fd)
+            group.leave()
+        }
+        self.source = source
+        source.activate()
+    }
+
+    func cancel() {
+        source?.cancel()
+        source = nil
+    }
+
+    private func readable() {
+        worker.stats.readFirings &+= 1
+        let handler = worker.handler
+        var rounds = 0
+        while rounds < maxBatchesPerFiring {
+            rounds &+= 1
+            batch.resetReceive()
+            let n: Int
+            do {
+                switch try Posix.recvmmsg(fd, batch.recvHeaders, count: batch.count) {
+                case .wouldBlock: return
+                case .done(let got): n = got
+                }
+            } catch {
+                worker.stats.socketErrors &+= 1
+                worker.logger.debug("udp receive failed", metadata: ["error": "\(error)", "local": "\(bound)"])
+                return
+            }
+            var replies = 0
+            var i = 0
+            while i < n {
+                defer { i &+= 1 }
+                if batch.truncated(i) {
+                    worker.stats.oversizedDropped &+= 1
+                    continue
+                }
+                let packet = batch.received(i)
+                worker.stats.datagramsReceived &+= 1
+                worker.stats.bytesReceived &+= UInt64(packet.count)
+                let client = TernSocketAddress.transportAddress(batch.recvNames + i)
+                var local = bound
+                var haveLocal = false
+                if isWildcard, batch.localAddress(i, port: bound.port, into: localScratch) {
+                    local = TernSocketAddress.transportAddress(localScratch)
+                    haveLocal = true
+                }
+                let context = PacketContext(client: client, local: local, transport: .udp)
+                let result = handler.handle(packet, context: context, response: batch.sendSlot(replies))
+                if case .reply(let length) = result, length > 0, length <= batch.slotSize {
+                    batch.prepareSend(replies, replyingTo: i, length: length,
+                                      source: haveLocal ? UnsafePointer(localScratch) : nil)
+                    replies &+= 1
+                }
+            }
+            if replies > 0 { flush(replies) }
+            if n < batch.count { return }
+        }
+    }
+
+    /// Sends the first `count` prepared slots, resuming after partial sends. A datagram the kernel
+    /// refuses (for example an unreachable destination) is skipped and counted; when the send buffer is
+    /// full the rest are dropped and counted: UDP makes no promise, and the client will retransmit.
+    private func flush(_ count: Int) {
+        var sent = 0
+        while sent < count {
+            do {
+                switch try Posix.sendmmsg(fd, batch.sendHeaders + sent, count: count - sent) {
+                case .done(let k):
+                    var j = sent
+                    while j < sent + k {
+                        worker.stats.bytesSent &+= UInt64(batch.sendHeaders[j].msg_len)
+                        j &+= 1
+                    }
+                    worker.stats.datagramsSent &+= UInt64(k)
+                    sent &+= max(k, 1)
+                    if k == 0 { worker.stats.sendDropped &+= 1 }
+                case .wouldBlock:
+                    worker.stats.sendDropped &+= UInt64(count - sent)
+                    return
+                }
+            } catch {
+                worker.stats.sendDropped &+= 1
+                worker.logger.trace("udp send failed", metadata: ["error": "\(error)"])
+                sent &+= 1
+            }
+        }
+    }
+}

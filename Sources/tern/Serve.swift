@@ -1,0 +1,97 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Logging
+import STUN
+import TernCore
+import TernIO
+
+/// `tern serve [--config FILE]`: binds every listener on every worker, serves until SIGINT/SIGTERM.
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the STUN/TURN server (with no --config: UDP and TCP 3478 on all addresses).")
+
+    @Option(name: .long, help: "Path to the JSON config file. Without it, the built-in default is used.")
+    var config: String?
+
+    func run() throws {
+        let settings: TernConfig
+        if let path = config {
+            do {
+                settings = try TernConfig.load(path: path)
+            } catch {
+                FileHandle.standardError.write(Data("tern: \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+        } else {
+            settings = TernConfig.builtInDefault
+        }
+        LoggingSystem.bootstrap { label in makeLogHandler(label: label, level: settings.log.level) }
+        let logger = Logger(label: "tern")
+        let runner = ServerRunner(settings: settings, usingBuiltInDefault: config == nil, logger: logger)
+        try runner.run()
+    }
+}
+
+/// Wires config to the event loop and handles process signals. Kept out of the command so that the
+/// signal handlers are set up in an ordinary type, not main-actor isolated code.
+final class ServerRunner {
+    let settings: TernConfig
+    let usingBuiltInDefault: Bool
+    let logger: Logger
+    private var signalSources: [DispatchSourceSignal] = []
+
+    init(settings: TernConfig, usingBuiltInDefault: Bool, logger: Logger) {
+        self.settings = settings
+        self.usingBuiltInDefault = usingBuiltInDefault
+        self.logger = logger
+    }
+
+    func run() throws -> Never {
+        let workerCount = settings.workers ?? max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let specs = settings.listeners.map { l -> ListenerSpec in
+            let transport: ClientTransport
+            switch l.transport {
+            case .udp: transport = .udp
+            case .tcp: transport = .tcp
+            case .tls: transport = .tls
+            case .dtls: transport = .dtls
+            }
+            // The built-in default listens on :: too; a host without IPv6 just skips it.
+            let optional = usingBuiltInDefault && l.address.family == .ipv6
+            return ListenerSpec(transport: transport, address: TransportAddress(ip: l.address, port: l.port), optional: optional)
+        }
+        let server = Server(listeners: specs, workerCount: workerCount,
+                            handlerConfiguration: HandlerConfiguration(software: settings.software),
+                            logger: logger)
+        let bound: [BoundListener]
+        do {
+            bound = try server.start()
+        } catch {
+            logger.critical("start failed", metadata: ["error": "\(error)"])
+            throw ExitCode(1)
+        }
+        logger.info("tern listening", metadata: [
+            "listeners": "\(bound.map(\.description).joined(separator: ", "))",
+            "workers": "\(workerCount)",
+            "config": "\(usingBuiltInDefault ? "built-in default" : "file")",
+        ])
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { [logger] in
+                logger.info("stopping", metadata: ["signal": "\(sig == SIGINT ? "SIGINT" : "SIGTERM")"])
+                server.stop()
+                let totals = server.stats()
+                logger.info("stopped", metadata: [
+                    "bindingRequests": "\(totals.handler.bindingRequests)",
+                    "malformed": "\(totals.handler.malformed)",
+                ])
+                exit(0)
+            }
+            source.activate()
+            signalSources.append(source)
+        }
+        dispatchMain()
+    }
+}
