@@ -111,7 +111,9 @@ public enum IPAddress: Hashable, Sendable {
                     out.append(UInt16(v4 >> 16))
                     out.append(UInt16(v4 & 0xFFFF))
                 } else {
-                    guard !item.isEmpty, item.count <= 4, let g = UInt16(item, radix: 16) else { return nil }
+                    // All hex digits: `UInt16(_:radix:)` alone would also take a sign ("+1", "-0").
+                    guard !item.isEmpty, item.count <= 4, item.allSatisfy(\.isHexDigit),
+                          let g = UInt16(item, radix: 16) else { return nil }
                     out.append(g)
                 }
             }
@@ -142,6 +144,10 @@ extension IPAddress: CustomStringConvertible {
         case .v4(let a):
             return "\(a >> 24).\(a >> 16 & 0xFF).\(a >> 8 & 0xFF).\(a & 0xFF)"
         case .v6(let h, let l):
+            // RFC 5952 section 5: IPv4-mapped addresses in mixed notation, "::ffff:192.0.2.1".
+            if h == 0, l >> 32 == 0xFFFF {
+                return "::ffff:" + IPAddress.v4(UInt32(truncatingIfNeeded: l)).description
+            }
             var g = [UInt16](repeating: 0, count: 8)
             for i in 0..<4 { g[i] = UInt16(truncatingIfNeeded: h >> (48 - 16 * UInt64(i))) }
             for i in 0..<4 { g[4 + i] = UInt16(truncatingIfNeeded: l >> (48 - 16 * UInt64(i))) }
@@ -194,15 +200,21 @@ public struct TransportAddress: Hashable, Sendable {
             guard let close = text.firstIndex(of: "]") else { return nil }
             let host = String(text[text.index(after: text.startIndex)..<close])
             let rest = text[text.index(after: close)...]
-            guard rest.hasPrefix(":"), let port = UInt16(rest.dropFirst()),
+            guard rest.hasPrefix(":"), let port = TransportAddress.parsePort(rest.dropFirst()),
                   let ip = IPAddress(host), ip.family == .ipv6 else { return nil }
             self.init(ip: ip, port: port)
         } else {
             guard let colon = text.lastIndex(of: ":"),
                   let ip = IPAddress(String(text[..<colon])), ip.family == .ipv4,
-                  let port = UInt16(text[text.index(after: colon)...]) else { return nil }
+                  let port = TransportAddress.parsePort(text[text.index(after: colon)...]) else { return nil }
             self.init(ip: ip, port: port)
         }
+    }
+
+    /// 1 to 5 decimal digits, 0...65535 (no sign, which `UInt16(_:)` alone would accept).
+    static func parsePort(_ s: Substring) -> UInt16? {
+        guard !s.isEmpty, s.count <= 5, s.allSatisfy({ $0 >= "0" && $0 <= "9" }) else { return nil }
+        return UInt16(s)
     }
 }
 

@@ -95,15 +95,15 @@ func runTool(_ path: String, _ arguments: [String], timeout: TimeInterval = 30) 
     p.standardOutput = out
     p.standardError = out
     try p.run()
-    var data = Data()
-    let reader = Thread {
-        data = out.fileHandleForReading.readDataToEndOfFile()
-    }
+    final class Box: @unchecked Sendable { var data = Data() }
+    let box = Box()
+    let handle = out.fileHandleForReading
+    let reader = Thread { box.data = handle.readDataToEndOfFile() }
     reader.start()
     let deadline = Date().addingTimeInterval(timeout)
     while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
     if p.isRunning { p.terminate() }
     p.waitUntilExit()
     while !reader.isFinished { Thread.sleep(forTimeInterval: 0.01) }
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    return (p.terminationStatus, String(decoding: box.data, as: UTF8.self))
 }

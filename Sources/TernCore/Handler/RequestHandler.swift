@@ -109,8 +109,10 @@ public final class RequestHandler {
         }
     }
 
-    /// RFC 8489 section 6.3.1.1: list every unknown comprehension-required attribute in a 420 response.
-    /// Collected into stack memory: a hostile request cannot make this allocate.
+    /// RFC 8489 section 6.3.1.1: list the unknown comprehension-required attributes in a 420 response.
+    /// Collected into stack memory, at most 64 distinct types: a hostile request full of distinct
+    /// unknown types can make this neither allocate, nor scan quadratically, nor answer with more
+    /// bytes than a few hundred (no amplification).
     private func rejectUnknownAttributes(_ reader: MessageReader,
                                          response: UnsafeMutableRawBufferPointer) -> HandlerResult? {
         let capacity = 64
@@ -168,9 +170,7 @@ public final class RequestHandler {
     @inline(__always)
     private func appendTrailer(_ w: inout MessageWriter, request: MessageReader) throws(STUNEncodeError) {
         if let software = configuration.software {
-            try software.withUnsafeBytes { bytes throws(STUNEncodeError) in
-                try w.appendRaw(type: .software, value: bytes)
-            }
+            try w.appendSoftware(software)
         }
         if request.hasFingerprint {
             try w.appendFingerprint()

@@ -122,8 +122,11 @@ public final class Server: @unchecked Sendable {
         if spec.transport == .tcp { try Posix.setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1) }
         do {
             try Posix.bind(fd, TernSocketAddress(spec.address))
-        } catch let e where e.errno == EADDRINUSE {
-            throw ServerError(description: "listener \(spec): address already in use (is another TURN server running?)")
+        } catch {
+            if error.errno == EADDRINUSE {
+                throw ServerError(description: "listener \(spec): address already in use (is another TURN server running?)")
+            }
+            throw error
         }
     }
 

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs missing test dependencies (coturn provides the turnutils_* interop clients),
+# builds everything including tests, and runs the whole suite. Arguments go to `swift test`
+# (for example: --filter TernCoreTests).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+start=$SECONDS
+trap 'echo "test.sh: finished in $((SECONDS - start))s"' EXIT
+
+packages=(libssl-dev libsystemd-dev pkg-config coturn)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "test.sh: installing ${missing[*]}" >&2
+    sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null || { echo "test.sh: need root or sudo to install ${missing[*]}" >&2; exit 1; }
+        sudo=(sudo)
+    fi
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+    # Only the turnutils_* tools are wanted. Debian does not start the daemon without systemd,
+    # but if the package did start one it would hold port 3478: stop it.
+    if [[ " ${missing[*]} " == *" coturn "* ]]; then
+        "${sudo[@]}" pkill -x turnserver || true
+    fi
+fi
+if pgrep -x turnserver >/dev/null 2>&1; then
+    echo "test.sh: warning: a turnserver process is running and may hold port 3478" >&2
+fi
+
+if ! command -v swift >/dev/null && [ -x /opt/swift/usr/bin/swift ]; then
+    export PATH="/opt/swift/usr/bin:$PATH"
+fi
+command -v swift >/dev/null || { echo "test.sh: swift not found (install Swift 6.3 or add it to PATH)" >&2; exit 1; }
+
+swift build --build-tests
+swift test "$@"
