@@ -108,3 +108,10 @@ int tern_sock_cloexec(void) { return SOCK_CLOEXEC; }
 int tern_accept_nonblocking(int fd, struct sockaddr *addr, socklen_t *len) {
     return accept4(fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }
+
+int tern_set_dont_fragment(int fd, int ipv6) {
+    int on = 1;
+    if (ipv6) return setsockopt(fd, IPPROTO_IPV6, IPV6_DONTFRAG, &on, sizeof(on));
+    int mode = IP_PMTUDISC_DO;
+    return setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &mode, sizeof(mode));
+}

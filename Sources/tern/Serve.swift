@@ -47,6 +47,20 @@ final class ServerRunner {
         self.logger = logger
     }
 
+    /// TURN is served only with credentials configured: an open relay is never the default.
+    static func turnContext(_ settings: TernConfig) -> TurnContext? {
+        guard !settings.auth.users.isEmpty || !settings.auth.secrets.isEmpty else { return nil }
+        var turn = TurnSettings()
+        turn.externalIPv4 = settings.relay.externalIPv4
+        turn.externalIPv6 = settings.relay.externalIPv6
+        return TurnContext(
+            realm: settings.realm,
+            credentials: CredentialStore(realm: settings.realm, users: settings.auth.users, secrets: settings.auth.secrets),
+            nonces: NonceIssuer(key: NonceIssuer.randomKey()),
+            policy: PeerPolicy(settings.peers),
+            settings: turn)
+    }
+
     func run() throws -> Never {
         let workerCount = settings.workers ?? max(1, ProcessInfo.processInfo.activeProcessorCount)
         let specs = settings.listeners.map { l -> ListenerSpec in
@@ -62,7 +76,9 @@ final class ServerRunner {
             return ListenerSpec(transport: transport, address: TransportAddress(ip: l.address, port: l.port), optional: optional)
         }
         let server = Server(listeners: specs, workerCount: workerCount,
-                            handlerConfiguration: HandlerConfiguration(software: settings.software),
+                            handlerConfiguration: HandlerConfiguration(software: settings.software, turn: Self.turnContext(settings)),
+                            relay: RelayAddresses(ipv4: settings.relay.ipv4, ipv6: settings.relay.ipv6,
+                                                  portRange: settings.relay.portRange),
                             logger: logger)
         let bound: [BoundListener]
         do {
@@ -72,6 +88,7 @@ final class ServerRunner {
             throw ExitCode(1)
         }
         logger.info("tern listening", metadata: [
+            "turn": "\(settings.auth.users.isEmpty && settings.auth.secrets.isEmpty ? "off (no auth.users or auth.secrets)" : "on, realm \(settings.realm)")",
             "listeners": "\(bound.map(\.description).joined(separator: ", "))",
             "workers": "\(workerCount)",
             "config": "\(usingBuiltInDefault ? "built-in default" : "file")",

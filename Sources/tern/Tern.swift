@@ -6,7 +6,7 @@ struct Tern: ParsableCommand {
         commandName: "tern",
         abstract: "A STUN/TURN relay and NAT traversal daemon.",
         version: "0.1.0",
-        subcommands: [Serve.self, CheckConfig.self],
+        subcommands: [Serve.self, CheckConfig.self, Credentials.self],
         defaultSubcommand: Serve.self
     )
 }

@@ -63,7 +63,10 @@ final class TernProcess {
         guard let line = stderr.split(separator: "\n").first(where: { $0.contains("tern listening") }),
               let start = line.range(of: "listeners=") else { return [] }
         var rest = line[start.upperBound...]
-        if let end = rest.range(of: " workers=") ?? rest.range(of: " config=") { rest = rest[..<end.lowerBound] }
+        // Metadata is printed sorted by key: the listeners run up to the next " key=".
+        for key in [" turn=", " workers=", " config="] {
+            if let end = rest.range(of: key) { rest = rest[..<end.lowerBound] }
+        }
         return rest.split(separator: ",").compactMap { item in
             let parts = item.trimmingCharacters(in: .whitespaces).split(separator: " ", maxSplits: 1)
             guard parts.count == 2, let a = TransportAddress(String(parts[1])) else { return nil }

@@ -54,4 +54,8 @@ int tern_sock_cloexec(void);
 /* accept4(2) with SOCK_NONBLOCK|SOCK_CLOEXEC. */
 int tern_accept_nonblocking(int fd, struct sockaddr *addr, socklen_t *len);
 
+
+
+/* Don't-fragment on a UDP socket (RFC 8656 DONT-FRAGMENT): IP_MTU_DISCOVER=IP_PMTUDISC_DO or IPV6_DONTFRAG. */
+int tern_set_dont_fragment(int fd, int ipv6);
 #endif

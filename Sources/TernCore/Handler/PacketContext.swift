@@ -24,11 +24,14 @@ public struct PacketContext: Sendable {
     /// The local address the packet arrived on (from IP_PKTINFO for wildcard UDP sockets).
     public var local: TransportAddress
     public var transport: ClientTransport
+    /// The worker-local index of the socket it arrived on, for sending back to the client later.
+    public var socket: Int
 
-    public init(client: TransportAddress, local: TransportAddress, transport: ClientTransport) {
+    public init(client: TransportAddress, local: TransportAddress, transport: ClientTransport, socket: Int = 0) {
         self.client = client
         self.local = local
         self.transport = transport
+        self.socket = socket
     }
 }
 

@@ -4,9 +4,12 @@ import STUN
 public struct HandlerConfiguration: Sendable {
     /// SOFTWARE attribute value (RFC 8489 section 14.14); nil sends none.
     public var software: [UInt8]?
+    /// TURN (RFC 8656); nil serves STUN Binding only.
+    public var turn: TurnContext?
 
-    public init(software: String? = nil) {
+    public init(software: String? = nil, turn: TurnContext? = nil) {
         self.software = software.map { Array($0.utf8.prefix(763)) }
+        self.turn = turn
     }
 }
 
@@ -15,14 +18,27 @@ public struct HandlerConfiguration: Sendable {
 /// owns one handler per worker and calls it on that worker's queue only.
 ///
 /// RFC 8489 section 6.3: a message that fails the basic checks is discarded; section 6.3.1: requests
-/// with unknown comprehension-required attributes get 420; section 7.3.1 (Binding): the success response
+/// with unknown comprehension-required attributes get 420; section 12 (basic server behaviour): the success response
 /// carries XOR-MAPPED-ADDRESS with the request's source transport address.
 public final class RequestHandler {
     public let configuration: HandlerConfiguration
-    public private(set) var stats = HandlerStats()
+    public internal(set) var stats = HandlerStats()
+
+    // TURN state, owned by this handler's worker.
+    let turn: TurnContext?
+    /// The event loop side: relay sockets. Set by the worker before any packet arrives.
+    public weak var relayIO: RelayIO?
+    public internal(set) var allocations = AllocationTable()
+    public internal(set) var turnCounters = TurnCounters()
+    /// Coarse clocks, advanced by the worker's once-a-second tick (and by tests): reading a clock per
+    /// packet would cost more than the whole lookup. `now` is monotonic seconds (lifetimes),
+    /// `unixNow` wall-clock seconds (nonces and TURN REST API usernames).
+    public internal(set) var now: UInt64 = 0
+    public internal(set) var unixNow: UInt64 = 0
 
     public init(configuration: HandlerConfiguration) {
         self.configuration = configuration
+        self.turn = configuration.turn
     }
 
     /// Handles one packet. `response` must be at least 548 bytes (RFC 8489 section 6.2.1's floor for
@@ -35,12 +51,7 @@ public final class RequestHandler {
         }
         // RFC 8656 section 12: the first two bits tell STUN (0b00) from ChannelData (0b01).
         if first & 0xC0 == 0x40 {
-            if ChannelData.isValidChannelNumber(UInt16(first) << 8 | UInt16(packet.count > 1 ? packet[1] : 0)) {
-                stats.unboundChannelData &+= 1
-                return .noReply
-            }
-            stats.malformed &+= 1
-            return .malformed
+            return handleChannelData(packet, context: context)
         }
         let reader: MessageReader
         do {
@@ -56,6 +67,9 @@ public final class RequestHandler {
         }
         let type = reader.type
         guard type.messageClass == .request else {
+            if type.messageClass == .indication, type.method == .send, turn != nil {
+                return handleSendIndication(reader, context: context)
+            }
             // Indications (Binding indications are keep-alives, RFC 8489 section 6.3.2) and responses
             // (section 6.3.3: a server has no transactions of its own) need no answer.
             stats.ignored &+= 1
@@ -65,6 +79,13 @@ public final class RequestHandler {
         case .binding:
             stats.bindingRequests &+= 1
             return handleBinding(reader, context: context, response: response)
+        case .allocate, .refresh, .createPermission, .channelBind:
+            if let turn {
+                if let result = rejectUnknownAttributes(reader, response: response) { return result }
+                return handleTurnRequest(reader, turn: turn, context: context, response: response)
+            }
+            stats.unsupportedMethodErrors &+= 1
+            return errorResponse(reader, code: 400, reason: "TURN is not enabled", response: response)
         default:
             // RFC 8489 section 6.3.1: the server answers what it cannot process with an error response.
             stats.unsupportedMethodErrors &+= 1
@@ -113,7 +134,7 @@ public final class RequestHandler {
     /// Collected into stack memory, at most 64 distinct types: a hostile request full of distinct
     /// unknown types can make this neither allocate, nor scan quadratically, nor answer with more
     /// bytes than a few hundred (no amplification).
-    private func rejectUnknownAttributes(_ reader: MessageReader,
+    func rejectUnknownAttributes(_ reader: MessageReader,
                                          response: UnsafeMutableRawBufferPointer) -> HandlerResult? {
         let capacity = 64
         return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: capacity * 2) { scratch -> HandlerResult? in
@@ -150,7 +171,7 @@ public final class RequestHandler {
         }
     }
 
-    private func errorResponse(_ reader: MessageReader, code: Int, reason: StaticString,
+    func errorResponse(_ reader: MessageReader, code: Int, reason: StaticString,
                                response: UnsafeMutableRawBufferPointer) -> HandlerResult {
         do {
             var w = try MessageWriter(buffer: response,
@@ -166,9 +187,9 @@ public final class RequestHandler {
     }
 
     /// SOFTWARE when configured (RFC 8489 section 14.14), then FINGERPRINT when the request had one
-    /// (section 7.3: a server answers in kind).
+    /// (RFC 8489 section 7: a server answers in kind).
     @inline(__always)
-    private func appendTrailer(_ w: inout MessageWriter, request: MessageReader) throws(STUNEncodeError) {
+    func appendTrailer(_ w: inout MessageWriter, request: MessageReader) throws(STUNEncodeError) {
         if let software = configuration.software {
             try w.appendSoftware(software)
         }

@@ -45,13 +45,17 @@ public final class Server: @unchecked Sendable {
     public private(set) var bound: [BoundListener] = []
     private var started = false
 
+    private let handlerConfiguration: HandlerConfiguration
+
     public init(listeners: [ListenerSpec], workerCount: Int, handlerConfiguration: HandlerConfiguration,
-                limits: StreamLimits = StreamLimits(), logger: Logger) {
+                relay: RelayAddresses = RelayAddresses(), limits: StreamLimits = StreamLimits(), logger: Logger) {
         precondition(workerCount >= 1, "at least one worker")
         self.listeners = listeners
         self.logger = logger
+        self.handlerConfiguration = handlerConfiguration
         self.workers = (0..<workerCount).map {
-            Worker(index: $0, handler: RequestHandler(configuration: handlerConfiguration), limits: limits, logger: logger)
+            Worker(index: $0, handler: RequestHandler(configuration: handlerConfiguration), limits: limits,
+                   relayAddresses: relay, logger: logger)
         }
     }
 
@@ -97,7 +101,7 @@ public final class Server: @unchecked Sendable {
             worker.queue.sync {
                 switch spec.transport {
                 case .udp:
-                    let e = UDPEndpoint(fd: fd, bound: local, worker: worker)
+                    let e = UDPEndpoint(fd: fd, bound: local, worker: worker, index: worker.udpEndpoints.count)
                     worker.udpEndpoints.append(e)
                     e.start()
                 default:
@@ -106,6 +110,9 @@ public final class Server: @unchecked Sendable {
                     l.start()
                 }
             }
+        }
+        for worker in workers {
+            worker.queue.sync { worker.startTicking() }
         }
         return bound
     }
@@ -163,6 +170,10 @@ public final class Server: @unchecked Sendable {
         for w in workers {
             w.closing.wait()
         }
+        // Port reservations (EVEN-PORT) not redeemed by now: their sockets never had a source.
+        for r in handlerConfiguration.turn?.shared.drainReservations() ?? [] {
+            Posix.close(r.handle.raw)
+        }
     }
 
     /// Every descriptor the workers hold now (listeners, endpoints, connections). For tests and diagnostics.
@@ -170,24 +181,55 @@ public final class Server: @unchecked Sendable {
         var fds: [Int32] = []
         for w in workers {
             w.queue.sync {
-                fds += w.udpEndpoints.map(\.fd) + w.tcpListeners.map(\.fd) + w.connections.keys
+                fds += w.udpEndpoints.map(\.fd) + w.tcpListeners.map(\.fd) + w.connections.keys + w.relays.keys
             }
         }
         return fds
     }
 
     /// Sums the per-worker counters, each read on its own worker's queue.
-    public func stats() -> (io: IOStats, handler: HandlerStats, connections: Int) {
-        var io = IOStats()
-        var handler = HandlerStats()
-        var connections = 0
+    public func stats() -> ServerStats {
+        var total = ServerStats()
         for w in workers {
             w.queue.sync {
-                io = io + w.stats
-                handler = handler + w.handler.stats
-                connections += w.connections.count
+                total.io = total.io + w.stats
+                total.handler = total.handler + w.handler.stats
+                total.connections += w.connections.count
+                total.allocations += w.handler.allocations.count
+                total.relaySockets += w.relays.count
+                total.auth = total.auth + w.handler.turnCounters.auth
+                let t = w.handler.turnCounters
+                total.allocationsCreated &+= t.allocationsCreated
+                total.allocationsExpired &+= t.allocationsExpired
+                total.allocationsDeleted &+= t.allocationsDeleted
+                for (code, n) in t.errors { total.turnErrors[code, default: 0] &+= n }
+                total.droppedNoPermission &+= t.droppedNoPermission
+                total.droppedNoChannel &+= t.droppedNoChannel
+                total.droppedNoAllocation &+= t.droppedNoAllocation
             }
         }
-        return (io, handler, connections)
+        return total
     }
+
+    /// Runs `body` on every worker's queue with its handler (tests and the admin endpoint).
+    public func withHandlers<R>(_ body: (RequestHandler) -> R) -> [R] {
+        workers.map { w in w.queue.sync { body(w.handler) } }
+    }
+}
+
+/// Every worker's counters, summed.
+public struct ServerStats: Sendable {
+    public var io = IOStats()
+    public var handler = HandlerStats()
+    public var connections = 0
+    public var allocations = 0
+    public var relaySockets = 0
+    public var allocationsCreated: UInt64 = 0
+    public var allocationsExpired: UInt64 = 0
+    public var allocationsDeleted: UInt64 = 0
+    public var turnErrors: [Int: UInt64] = [:]
+    public var auth = AuthFailureCounters()
+    public var droppedNoPermission: UInt64 = 0
+    public var droppedNoChannel: UInt64 = 0
+    public var droppedNoAllocation: UInt64 = 0
 }

@@ -18,6 +18,12 @@ public final class Worker: @unchecked Sendable {
     var udpEndpoints: [UDPEndpoint] = []
     var tcpListeners: [TCPListener] = []
     var connections: [Int32: TCPConnection] = [:]
+    var relays: [Int32: RelaySocket] = [:]
+    /// One recvmmsg/sendmmsg batch for every UDP socket of this worker: handlers run one at a time
+    /// on the queue, so one set of buffers serves them all (64 x 4 KiB each way).
+    let batch = DatagramBatch(count: 64, slotSize: 4096)
+    let relayAddresses: RelayAddresses
+    private var ticker: DispatchSourceTimer?
     /// Descriptors whose sources are cancelled but whose cancel handlers have not yet run.
     let closing = DispatchGroup()
     let limits: StreamLimits
@@ -26,8 +32,9 @@ public final class Worker: @unchecked Sendable {
     /// queue (or written at once), so one buffer per worker serves every connection.
     let streamResponse: UnsafeMutableRawBufferPointer
 
-    init(index: Int, handler: RequestHandler, limits: StreamLimits, logger: Logger) {
+    init(index: Int, handler: RequestHandler, limits: StreamLimits, relayAddresses: RelayAddresses, logger: Logger) {
         self.index = index
+        self.relayAddresses = relayAddresses
         self.queue = DispatchQueue(label: "tern.worker.\(index)", qos: .userInitiated)
         self.handler = handler
         self.limits = limits
@@ -35,6 +42,23 @@ public final class Worker: @unchecked Sendable {
         logger[metadataKey: "worker"] = "\(index)"
         self.logger = logger
         self.streamResponse = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536 + 64, alignment: 16)
+        handler.relayIO = self
+    }
+
+    /// Starts the once-a-second tick that advances the handler's clocks and expires allocations,
+    /// permissions and channels: timers cost nothing per packet.
+    func startTicking() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        tick()
+        let timer = DispatchSource.makeTimerSource(queue: queue)
+        timer.schedule(deadline: .now() + .seconds(1), repeating: .seconds(1), leeway: .milliseconds(100))
+        timer.setEventHandler { [unowned self] in self.tick() }
+        ticker = timer
+        timer.activate()
+    }
+
+    private func tick() {
+        handler.tick(monotonic: Clocks.monotonicSeconds(), unix: Clocks.unixSeconds())
     }
 
     deinit {
@@ -44,6 +68,10 @@ public final class Worker: @unchecked Sendable {
     /// Cancels every source. Descriptors are closed in the sources' cancel handlers.
     func shutdown() {
         dispatchPrecondition(condition: .onQueue(queue))
+        ticker?.cancel()
+        ticker = nil
+        handler.deallocateAll()
+        for r in Array(relays.values) { r.cancel() }
         for e in udpEndpoints { e.cancel() }
         for l in tcpListeners { l.cancel() }
         for c in Array(connections.values) { c.close(reason: .shutdown) }

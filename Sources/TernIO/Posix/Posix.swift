@@ -124,6 +124,18 @@ public enum Posix {
         }
     }
 
+    /// sendto(2) of one datagram; false when it was not sent (buffer full, unreachable, refused).
+    @inline(__always)
+    public static func sendto(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, to address: UnsafePointer<sockaddr>,
+                              length: socklen_t) -> Bool {
+        while true {
+            let r = Glibc.sendto(fd, bytes.baseAddress, bytes.count, tern_msg_nosignal(), address, length)
+            if r >= 0 { return true }
+            if Glibc.errno == EINTR { continue }
+            return false
+        }
+    }
+
     /// Closes a descriptor. Only ever called from a Dispatch source's cancel handler (or before any
     /// source was made for the descriptor). EINTR on close is not retried: on Linux the fd is gone.
     public static func close(_ fd: Int32) {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CTernShims
+import STUN
 
 /// Preallocated recvmmsg/sendmmsg vectors: `count` slots of `slotSize` bytes each way, with their
 /// iovecs, addresses and control buffers. Allocated once per socket; nothing is allocated per packet.
@@ -35,6 +36,8 @@ final class DatagramBatch {
         sendControl = .allocate(byteCount: controlSize * count, alignment: 16)
         recvData = .allocate(byteCount: slotSize * count, alignment: 16)
         sendData = .allocate(byteCount: slotSize * count, alignment: 16)
+        sendSocket = .allocate(capacity: count)
+        sendSocket.initialize(repeating: 0, count: count)
         // Zero everything once: responses never carry stale bytes from an earlier packet's slot.
         recvData.initializeMemory(as: UInt8.self, repeating: 0, count: slotSize * count)
         sendData.initializeMemory(as: UInt8.self, repeating: 0, count: slotSize * count)
@@ -69,6 +72,8 @@ final class DatagramBatch {
         sendControl.deallocate()
         recvData.deallocate()
         sendData.deallocate()
+        sourceScratch.deallocate()
+        sendSocket.deallocate()
     }
 
     /// The kernel rewrites name and control lengths and flags on every receive: restore them.
@@ -112,6 +117,31 @@ final class DatagramBatch {
         if let source {
             let control = sendControl + i * controlSize
             let used = tern_write_pktinfo(control, controlSize, source)
+            sendHeaders[i].msg_hdr.msg_control = used > 0 ? control : nil
+            sendHeaders[i].msg_hdr.msg_controllen = used
+        } else {
+            sendHeaders[i].msg_hdr.msg_control = nil
+            sendHeaders[i].msg_hdr.msg_controllen = 0
+        }
+    }
+
+    /// Which client-facing socket each send slot goes out of (relay-to-client batches).
+    let sendSocket: UnsafeMutablePointer<Int>
+    /// Scratch for one source address.
+    private let sourceScratch = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: 1)
+
+    /// Prepares send slot `i` to go to `dest`, from `source` when given, out of client socket `socket`.
+    @inline(__always)
+    func prepareSend(_ i: Int, to dest: TransportAddress, length: Int, source: TransportAddress?, socket: Int) {
+        sendHeaders[i].msg_hdr.msg_namelen = TernSocketAddress.write(dest, into: sendNames + i)
+        sendIov[i].iov_len = length
+        sendHeaders[i].msg_len = 0
+        sendHeaders[i].msg_hdr.msg_flags = 0
+        sendSocket[i] = socket
+        if let source {
+            _ = TernSocketAddress.write(source, into: sourceScratch)
+            let control = sendControl + i * controlSize
+            let used = tern_write_pktinfo(control, controlSize, sourceScratch)
             sendHeaders[i].msg_hdr.msg_control = used > 0 ? control : nil
             sendHeaders[i].msg_hdr.msg_controllen = used
         } else {

@@ -18,19 +18,20 @@ final class UDPEndpoint {
     let bound: TransportAddress
     let isWildcard: Bool
     unowned let worker: Worker
-    private let batch: DatagramBatch
+    /// This endpoint's index among the worker's UDP endpoints (the `socket` of a ClientRoute).
+    let index: Int
     private var source: DispatchSourceRead?
     /// Scratch for the local address of the datagram being handled.
     private let localScratch: UnsafeMutablePointer<sockaddr_storage>
     /// Batches per firing before yielding the queue, so one busy socket cannot starve the others.
     private let maxBatchesPerFiring = 16
 
-    init(fd: Int32, bound: TransportAddress, worker: Worker, batchSize: Int = 64, slotSize: Int = 4096) {
+    init(fd: Int32, bound: TransportAddress, worker: Worker, index: Int) {
         self.fd = fd
         self.bound = bound
         self.isWildcard = bound.ip.isUnspecified
         self.worker = worker
-        self.batch = DatagramBatch(count: batchSize, slotSize: slotSize)
+        self.index = index
         self.localScratch = .allocate(capacity: 1)
         localScratch.pointee = sockaddr_storage()
     }
@@ -62,6 +63,7 @@ final class UDPEndpoint {
     private func readable() {
         worker.stats.readFirings &+= 1
         let handler = worker.handler
+        let batch = worker.batch
         var rounds = 0
         while rounds < maxBatchesPerFiring {
             rounds &+= 1
@@ -95,7 +97,7 @@ final class UDPEndpoint {
                     local = TernSocketAddress.transportAddress(localScratch)
                     haveLocal = true
                 }
-                let context = PacketContext(client: client, local: local, transport: .udp)
+                let context = PacketContext(client: client, local: local, transport: .udp, socket: index)
                 let result = handler.handle(packet, context: context, response: batch.sendSlot(replies))
                 if case .reply(let length) = result, length > 0, length <= batch.slotSize {
                     batch.prepareSend(replies, replyingTo: i, length: length,
@@ -103,7 +105,7 @@ final class UDPEndpoint {
                     replies &+= 1
                 }
             }
-            if replies > 0 { flush(replies) }
+            if replies > 0 { flush(replies, batch: batch) }
             if n < batch.count { return }
         }
     }
@@ -111,11 +113,12 @@ final class UDPEndpoint {
     /// Sends the first `count` prepared slots, resuming after partial sends. A datagram the kernel
     /// refuses (for example an unreachable destination) is skipped and counted; when the send buffer is
     /// full the rest are dropped and counted: UDP makes no promise, and the client will retransmit.
-    private func flush(_ count: Int) {
-        var sent = 0
-        while sent < count {
+    func flush(_ count: Int, batch: DatagramBatch, from start: Int = 0) {
+        var sent = start
+        let end = start + count
+        while sent < end {
             do {
-                switch try Posix.sendmmsg(fd, batch.sendHeaders + sent, count: count - sent) {
+                switch try Posix.sendmmsg(fd, batch.sendHeaders + sent, count: end - sent) {
                 case .done(let k):
                     var j = sent
                     while j < sent + k {
@@ -126,7 +129,7 @@ final class UDPEndpoint {
                     sent &+= max(k, 1)
                     if k == 0 { worker.stats.sendDropped &+= 1 }
                 case .wouldBlock:
-                    worker.stats.sendDropped &+= UInt64(count - sent)
+                    worker.stats.sendDropped &+= UInt64(end - sent)
                     return
                 }
             } catch {

@@ -1,0 +1,71 @@
+import STUN
+
+/// A relay socket as the core sees it: an opaque handle (the worker's descriptor number) and the
+/// address it is bound to.
+public struct RelayHandle: Hashable, Sendable {
+    public var raw: Int32
+    public init(_ raw: Int32) { self.raw = raw }
+}
+
+public struct OpenedRelay: Sendable {
+    public var handle: RelayHandle
+    /// The address the socket is bound to (concrete, never a wildcard).
+    public var bound: TransportAddress
+    /// With EVEN-PORT's R bit: a second socket bound to `bound.port + 1`, held for a later Allocate.
+    public var reservedNext: OpenedRelay.Reserved?
+
+    public struct Reserved: Sendable {
+        public var handle: RelayHandle
+        public var bound: TransportAddress
+        public init(handle: RelayHandle, bound: TransportAddress) {
+            self.handle = handle
+            self.bound = bound
+        }
+    }
+
+    public init(handle: RelayHandle, bound: TransportAddress, reservedNext: Reserved? = nil) {
+        self.handle = handle
+        self.bound = bound
+        self.reservedNext = reservedNext
+    }
+}
+
+public enum RelayOpenError: Error, Sendable, Equatable {
+    /// No free port in `relay.portRange` (RFC 8656 section 7.2: 508 Insufficient Capacity).
+    case noPortAvailable
+    /// No relay address of that family is configured or usable (440).
+    case familyUnavailable
+    case system(Int32)
+}
+
+/// Where replies to a client go: which of the worker's client-facing sockets, and which addresses.
+public struct ClientRoute: Hashable, Sendable {
+    /// The worker-local index of the client-facing socket (a UDP endpoint).
+    public var socket: Int
+    public var client: TransportAddress
+    public var local: TransportAddress
+    public init(socket: Int, client: TransportAddress, local: TransportAddress) {
+        self.socket = socket
+        self.client = client
+        self.local = local
+    }
+}
+
+/// What the core asks of the event loop. Implemented by the worker that owns the allocation; every
+/// call happens on that worker's queue. The core never touches a socket itself.
+public protocol RelayIO: AnyObject {
+    /// Opens a UDP relay socket of `family` on a port from the configured range (an even one when
+    /// `evenPort`, and then also holding `port + 1` when `reserveNext`), and starts reading from it.
+    /// It binds the configured relay address of that family, or else `near` (the concrete server
+    /// address the client reached) when it is of that family.
+    func openRelay(family: AddressFamily, near: IPAddress, evenPort: Bool, reserveNext: Bool,
+                   dontFragment: Bool) -> Result<OpenedRelay, RelayOpenError>
+    /// Starts reading from a socket reserved earlier (RESERVATION-TOKEN) and makes it a relay socket.
+    func adoptReserved(_ reserved: OpenedRelay.Reserved, dontFragment: Bool) -> OpenedRelay
+    /// Closes a relay socket that is being read (its source is cancelled, then the descriptor closed).
+    func closeRelay(_ handle: RelayHandle)
+    /// Closes a reserved socket that was never adopted.
+    func discardReserved(_ reserved: OpenedRelay.Reserved)
+    /// Sends one datagram from a relay socket to a peer. False when the kernel refused it.
+    func sendToPeer(from handle: RelayHandle, to peer: TransportAddress, _ bytes: UnsafeRawBufferPointer) -> Bool
+}

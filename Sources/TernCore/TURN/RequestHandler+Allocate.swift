@@ -1,0 +1,243 @@
+import STUN
+
+extension RequestHandler {
+    /// Allocate, Refresh, CreatePermission and ChannelBind: authenticate, then the method.
+    func handleTurnRequest(_ reader: MessageReader, turn: TurnContext, context: PacketContext,
+                           response: UnsafeMutableRawBufferPointer) -> HandlerResult {
+        let tuple = FiveTuple(client: context.client, server: context.local, transport: context.transport)
+        let existing = allocations.allocation(for: tuple)
+        // RFC 8656 section 7.2: a retransmitted Allocate gets the first response again, byte for byte
+        // (its nonce may have expired meanwhile, so this comes before authentication).
+        if reader.type.method == .allocate, let existing, existing.allocateTransaction == reader.transactionID,
+           existing.allocateResponse.count <= response.count {
+            existing.allocateResponse.withUnsafeBytes { response.copyMemory(from: $0) }
+            return .reply(existing.allocateResponse.count)
+        }
+        let auth: Authenticated
+        switch authenticate(reader, turn: turn, context: context, allocation: existing, response: response) {
+        case .reply(let r): return r
+        case .ok(let a): auth = a
+        }
+        switch reader.type.method {
+        case .allocate:
+            if existing != nil {
+                return authenticatedResponse(reader, auth: auth, errorCode: 437, response: response)
+            }
+            return allocate(reader, turn: turn, auth: auth, tuple: tuple, context: context, response: response)
+        case .refresh:
+            guard let existing else { return authenticatedResponse(reader, auth: auth, errorCode: 437, response: response) }
+            return refresh(reader, turn: turn, auth: auth, allocation: existing, response: response)
+        case .createPermission:
+            guard let existing else { return authenticatedResponse(reader, auth: auth, errorCode: 437, response: response) }
+            return createPermission(reader, turn: turn, auth: auth, allocation: existing, response: response)
+        default:
+            guard let existing else { return authenticatedResponse(reader, auth: auth, errorCode: 437, response: response) }
+            return channelBind(reader, turn: turn, auth: auth, allocation: existing, response: response)
+        }
+    }
+
+    /// RFC 8656 section 7.2 "desired lifetime": the requested value capped at the maximum, but never
+    /// below the default; LIFETIME 0 is only meaningful in a Refresh (deletion).
+    func desiredLifetime(_ reader: MessageReader, settings: TurnSettings) -> UInt32? {
+        guard let requested = try? reader.lifetime() else { return settings.defaultLifetime }
+        if requested == 0 { return 0 }
+        return max(settings.defaultLifetime, min(requested, settings.maxLifetime))
+    }
+
+    /// RFC 8656 section 7.2: receiving an Allocate request.
+    private func allocate(_ reader: MessageReader, turn: TurnContext, auth: Authenticated, tuple: FiveTuple,
+                          context: PacketContext, response: UnsafeMutableRawBufferPointer) -> HandlerResult {
+        func fail(_ code: Int, _ reason: StaticString? = nil) -> HandlerResult {
+            authenticatedResponse(reader, auth: auth, errorCode: code, reason: reason, response: response)
+        }
+        guard context.transport == .udp, let relayIO else {
+            // TURN over TCP/TLS client connections arrive with the stream-transport work.
+            return fail(400, "Allocations over this transport are not supported yet")
+        }
+        // REQUESTED-TRANSPORT is mandatory; only UDP (17) relaying for now (442 otherwise).
+        guard let transportValue = reader.value(of: .requestedTransport), transportValue.count == 4 else {
+            return fail(400, "Missing REQUESTED-TRANSPORT")
+        }
+        guard transportValue[0] == 17 else { return fail(442) }
+        let dontFragment = reader.contains(.dontFragment)
+        let evenPortValue = reader.value(of: .evenPort)
+        let reserveNext = evenPortValue.map { $0.count >= 1 && $0[0] & 0x80 != 0 } ?? false
+        let tokenValue = reader.value(of: .reservationToken)
+        let requestedFamilyByte = reader.value(of: .requestedAddressFamily).map { $0.count >= 1 ? $0[0] : 0 }
+        let additionalFamilyByte = reader.value(of: .additionalAddressFamily).map { $0.count >= 1 ? $0[0] : 0 }
+
+        // Combinations the RFC forbids (section 7.2): a token with EVEN-PORT or an address family;
+        // REQUESTED- with ADDITIONAL-ADDRESS-FAMILY; EVEN-PORT's R bit with a dual allocation.
+        if tokenValue != nil && (evenPortValue != nil || requestedFamilyByte != nil || additionalFamilyByte != nil) {
+            return fail(400, "RESERVATION-TOKEN with EVEN-PORT or an address family")
+        }
+        if requestedFamilyByte != nil && additionalFamilyByte != nil {
+            return fail(400, "REQUESTED- and ADDITIONAL-ADDRESS-FAMILY together")
+        }
+        if reserveNext && additionalFamilyByte != nil {
+            return fail(400, "EVEN-PORT R with ADDITIONAL-ADDRESS-FAMILY")
+        }
+        var family = AddressFamily.ipv4
+        if let b = requestedFamilyByte {
+            guard let f = AddressFamily(rawValue: b) else { return fail(440) }
+            family = f
+        }
+        var additional: AddressFamily? = nil
+        if let b = additionalFamilyByte {
+            // Section 14.2 of RFC 8656: only IPv6 may be asked for in addition.
+            guard b == AddressFamily.ipv6.rawValue else { return fail(440) }
+            additional = .ipv6
+        }
+        let familyEnabled = { (f: AddressFamily) in f == .ipv4 ? turn.settings.ipv4Relay : turn.settings.ipv6Relay }
+        if tokenValue == nil && !familyEnabled(family) { return fail(440) }
+
+        // Quota (486) before any socket is opened.
+        guard turn.shared.reserveAllocation(for: auth.username, limit: turn.settings.maxAllocationsPerUser) else {
+            return fail(486)
+        }
+        var relays: [RelaySlot] = []
+        var reservationToken: UInt64? = nil
+        var additionalError: Int? = nil
+        func advertised(_ bound: TransportAddress) -> TransportAddress {
+            let external = bound.ip.family == .ipv4 ? turn.settings.externalIPv4 : turn.settings.externalIPv6
+            return TransportAddress(ip: external ?? bound.ip, port: bound.port)
+        }
+        if let tokenValue {
+            guard tokenValue.count == 8 else {
+                turn.shared.releaseAllocation(for: auth.username)
+                return fail(400, "Bad RESERVATION-TOKEN")
+            }
+            var token: UInt64 = 0
+            for b in tokenValue { token = token << 8 | UInt64(b) }
+            guard let reserved = turn.shared.takeReservation(token) else {
+                turn.shared.releaseAllocation(for: auth.username)
+                return fail(508, "Reservation not found")
+            }
+            let opened = relayIO.adoptReserved(reserved, dontFragment: dontFragment)
+            relays.append(RelaySlot(handle: opened.handle, bound: opened.bound, advertised: advertised(opened.bound)))
+        } else {
+            switch relayIO.openRelay(family: family, near: context.local.ip, evenPort: evenPortValue != nil, reserveNext: reserveNext, dontFragment: dontFragment) {
+            case .success(let opened):
+                relays.append(RelaySlot(handle: opened.handle, bound: opened.bound, advertised: advertised(opened.bound)))
+                if let next = opened.reservedNext {
+                    reservationToken = turn.shared.addReservation(next, expiry: now + UInt64(turn.settings.reservationLifetime))
+                }
+            case .failure(let e):
+                turn.shared.releaseAllocation(for: auth.username)
+                return fail(e == .familyUnavailable ? 440 : 508)
+            }
+            if let additional {
+                if !familyEnabled(additional) {
+                    additionalError = 440
+                } else {
+                    switch relayIO.openRelay(family: additional, near: context.local.ip, evenPort: false, reserveNext: false, dontFragment: dontFragment) {
+                    case .success(let opened):
+                        relays.append(RelaySlot(handle: opened.handle, bound: opened.bound, advertised: advertised(opened.bound)))
+                    case .failure(let e):
+                        additionalError = e == .familyUnavailable ? 440 : 508
+                    }
+                }
+            }
+        }
+        let lifetime = desiredLifetime(reader, settings: turn.settings).map { $0 == 0 ? turn.settings.defaultLifetime : $0 }
+            ?? turn.settings.defaultLifetime
+        let allocation = Allocation(
+            id: turn.shared.makeID(), fiveTuple: tuple,
+            route: ClientRoute(socket: context.socket, client: context.client, local: context.local),
+            username: auth.username, key: auth.key, algorithm: auth.algorithm, relays: relays,
+            expiry: now + UInt64(lifetime), dontFragment: dontFragment, transaction: reader.transactionID, now: now)
+        let result = authenticatedResponse(reader, auth: auth, response: response) { w throws(STUNEncodeError) in
+            for r in relays { try w.appendXORAddress(.xorRelayedAddress, r.advertised) }
+            try w.appendUInt32(type: .lifetime, lifetime)
+            if let reservationToken { try w.appendUInt64(type: .reservationToken, reservationToken) }
+            try w.appendXORAddress(.xorMappedAddress, context.client)
+            if let additionalError {
+                try w.append(.addressErrorCode(family: .ipv6, code: additionalError,
+                                               reason: "\(ErrorCode.defaultReason(additionalError))"))
+            }
+        }
+        guard case .reply(let n) = result else {
+            // Could not even encode the answer: undo everything.
+            for r in relays { relayIO.closeRelay(r.handle) }
+            turn.shared.releaseAllocation(for: auth.username)
+            return result
+        }
+        allocation.allocateResponse = Array(UnsafeRawBufferPointer(rebasing: response[0..<n]))
+        allocations.insert(allocation)
+        turnCounters.allocationsCreated &+= 1
+        return result
+    }
+
+    /// RFC 8656 section 7.3: receiving a Refresh request.
+    private func refresh(_ reader: MessageReader, turn: TurnContext, auth: Authenticated, allocation: Allocation,
+                         response: UnsafeMutableRawBufferPointer) -> HandlerResult {
+        if let b = reader.value(of: .requestedAddressFamily) {
+            guard b.count >= 1, let f = AddressFamily(rawValue: b[0]), allocation.relay(for: f) != nil else {
+                return authenticatedResponse(reader, auth: auth, errorCode: 443, response: response)
+            }
+        }
+        let lifetime = desiredLifetime(reader, settings: turn.settings) ?? turn.settings.defaultLifetime
+        if lifetime == 0 {
+            deallocate(allocation, expired: false)
+        } else {
+            allocation.expiry = now + UInt64(lifetime)
+        }
+        return authenticatedResponse(reader, auth: auth, response: response) { w throws(STUNEncodeError) in
+            try w.appendUInt32(type: .lifetime, lifetime)
+        }
+    }
+
+    /// Ends an allocation: relay sockets closed, quota given back, counters kept in the totals.
+    func deallocate(_ allocation: Allocation, expired: Bool) {
+        allocations.remove(allocation)
+        for r in allocation.relays { relayIO?.closeRelay(r.handle) }
+        turn?.shared.releaseAllocation(for: allocation.username)
+        let c = allocation.counters
+        turnCounters.endedTotals.packetsToPeer &+= c.packetsToPeer
+        turnCounters.endedTotals.bytesToPeer &+= c.bytesToPeer
+        turnCounters.endedTotals.packetsToClient &+= c.packetsToClient
+        turnCounters.endedTotals.bytesToClient &+= c.bytesToClient
+        turnCounters.endedTotals.droppedNoPermission &+= c.droppedNoPermission
+        if expired { turnCounters.allocationsExpired &+= 1 } else { turnCounters.allocationsDeleted &+= 1 }
+    }
+
+    /// Deletes an allocation by id (the admin endpoint's DELETE). True if it existed on this worker.
+    @discardableResult
+    public func deleteAllocation(id: UInt64) -> Bool {
+        guard let a = allocations.allocation(id: id) else { return false }
+        deallocate(a, expired: false)
+        return true
+    }
+
+    /// Advances the coarse clocks and expires what is due: allocations (RFC 8656 section 7),
+    /// permissions (section 9) and channel bindings (section 11), plus unredeemed port reservations.
+    /// Called once a second by the worker; costs nothing per packet.
+    public func tick(monotonic: UInt64, unix: UInt64) {
+        now = monotonic
+        unixNow = unix
+        guard let turn else { return }
+        var ended: [Allocation] = []
+        for a in allocations.all {
+            if a.expiry <= now {
+                ended.append(a)
+                continue
+            }
+            if a.permissions.contains(where: { $0.value <= now }) {
+                a.permissions = a.permissions.filter { $0.value > now }
+            }
+            if a.channels.contains(where: { $0.value.expiry <= now }) {
+                for (n, c) in a.channels where c.expiry <= now {
+                    a.channels[n] = nil
+                    a.channelByPeer[c.peer] = nil
+                }
+            }
+        }
+        for a in ended { deallocate(a, expired: true) }
+        for r in turn.shared.expiredReservations(now: now) { relayIO?.discardReserved(r) }
+    }
+
+    /// Ends every allocation (shutdown).
+    public func deallocateAll() {
+        for a in Array(allocations.all) { deallocate(a, expired: false) }
+    }
+}

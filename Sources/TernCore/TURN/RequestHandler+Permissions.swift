@@ -1,0 +1,79 @@
+import STUN
+
+extension RequestHandler {
+    /// RFC 8656 section 9.2: receiving a CreatePermission request. All or nothing: every
+    /// XOR-PEER-ADDRESS is checked before any permission is installed or refreshed.
+    func createPermission(_ reader: MessageReader, turn: TurnContext, auth: Authenticated, allocation: Allocation,
+                          response: UnsafeMutableRawBufferPointer) -> HandlerResult {
+        var count = 0
+        var failure: Int? = nil
+        var newOnes = 0
+        do {
+            try reader.forEachXORAddress(.xorPeerAddress) { peer in
+                count += 1
+                guard failure == nil else { return }
+                if allocation.relay(for: peer.ip.family) == nil {
+                    failure = 443
+                } else if !turn.policy.permits(peer.ip) {
+                    failure = 403
+                } else if allocation.permissions[peer.ip] == nil {
+                    newOnes += 1
+                }
+            }
+        } catch {
+            return authenticatedResponse(reader, auth: auth, errorCode: 400, reason: "Bad XOR-PEER-ADDRESS", response: response)
+        }
+        guard count > 0 else {
+            return authenticatedResponse(reader, auth: auth, errorCode: 400, reason: "Missing XOR-PEER-ADDRESS", response: response)
+        }
+        if let failure {
+            return authenticatedResponse(reader, auth: auth, errorCode: failure, response: response)
+        }
+        guard allocation.permissions.count + newOnes <= turn.settings.maxPermissionsPerAllocation else {
+            return authenticatedResponse(reader, auth: auth, errorCode: 508, reason: "Too many permissions", response: response)
+        }
+        let expiry = now + UInt64(turn.settings.permissionLifetime)
+        try? reader.forEachXORAddress(.xorPeerAddress) { peer in
+            allocation.permissions[peer.ip] = expiry
+        }
+        turnCounters.permissionsCreated &+= UInt64(newOnes)
+        return authenticatedResponse(reader, auth: auth, response: response)
+    }
+
+    /// RFC 8656 section 11.2: receiving a ChannelBind request. Binding also installs or refreshes the
+    /// permission for the peer's IP address.
+    func channelBind(_ reader: MessageReader, turn: TurnContext, auth: Authenticated, allocation: Allocation,
+                     response: UnsafeMutableRawBufferPointer) -> HandlerResult {
+        func fail(_ code: Int, _ reason: StaticString? = nil) -> HandlerResult {
+            authenticatedResponse(reader, auth: auth, errorCode: code, reason: reason, response: response)
+        }
+        guard let channel = try? reader.channelNumber(), ChannelData.isValidChannelNumber(channel) else {
+            return fail(400, "Bad CHANNEL-NUMBER")
+        }
+        guard let peer = try? reader.xorAddress(.xorPeerAddress) else {
+            return fail(400, "Missing XOR-PEER-ADDRESS")
+        }
+        guard allocation.relay(for: peer.ip.family) != nil else { return fail(443) }
+        guard turn.policy.permits(peer.ip) else { return fail(403) }
+        // Section 11.2: the channel may not be bound to another peer, nor the peer to another channel.
+        if let bound = allocation.channels[channel], bound.peer != peer {
+            return fail(400, "Channel bound to another peer")
+        }
+        if let other = allocation.channelByPeer[peer], other != channel {
+            return fail(400, "Peer bound to another channel")
+        }
+        let isNew = allocation.channels[channel] == nil
+        if isNew && allocation.channels.count >= turn.settings.maxChannelsPerAllocation {
+            return fail(508, "Too many channels")
+        }
+        if allocation.permissions[peer.ip] == nil &&
+            allocation.permissions.count >= turn.settings.maxPermissionsPerAllocation {
+            return fail(508, "Too many permissions")
+        }
+        allocation.channels[channel] = Allocation.ChannelBinding(peer: peer, expiry: now + UInt64(turn.settings.channelLifetime))
+        allocation.channelByPeer[peer] = channel
+        allocation.permissions[peer.ip] = now + UInt64(turn.settings.permissionLifetime)
+        if isNew { turnCounters.channelsBound &+= 1 }
+        return authenticatedResponse(reader, auth: auth, response: response)
+    }
+}

@@ -1,0 +1,25 @@
+import STUN
+
+/// TURN settings derived once from the config.
+public struct TurnSettings: Sendable {
+    /// RFC 8656 section 2: the default allocation lifetime is 10 minutes.
+    public var defaultLifetime: UInt32 = 600
+    /// The largest lifetime a client may ask for (RFC 8656 section 7.2 leaves it to the server; 1 h).
+    public var maxLifetime: UInt32 = 3600
+    /// RFC 8656 section 9: permissions last 300 s; section 11: channel bindings 600 s.
+    public var permissionLifetime: UInt32 = 300
+    public var channelLifetime: UInt32 = 600
+    /// RFC 8656 section 7.2 / 14.9: a RESERVATION-TOKEN's socket is held about 30 s.
+    public var reservationLifetime: UInt32 = 30
+    /// Advertised relay addresses when the server sits behind 1:1 NAT (XOR-RELAYED-ADDRESS).
+    public var externalIPv4: IPAddress?
+    public var externalIPv6: IPAddress?
+    /// Whether relay sockets of each family can be opened at all.
+    public var ipv4Relay: Bool = true
+    public var ipv6Relay: Bool = true
+    public var maxAllocationsPerUser: Int = 100
+    public var maxPermissionsPerAllocation: Int = 64
+    public var maxChannelsPerAllocation: Int = 64
+
+    public init() {}
+}

@@ -1,0 +1,94 @@
+import Foundation
+import STUN
+import Testing
+
+/// Headless Chromium (through chromedriver) makes a relay-only WebRTC call between two peer
+/// connections in one page, through the real `tern` binary on loopback: data channel messages
+/// both ways and a fake-camera video stream, with both selected candidate pairs relay/relay.
+/// Skipped when chromium/chromedriver are not installed (scripts/test.sh installs them).
+@Suite("WebRTC in headless Chromium relayed by tern", .serialized, .enabled(if: BrowserHarness.isAvailable))
+struct BrowserRelayTests {
+    static let config = """
+    {
+      "realm": "tern.test",
+      "listeners": [{"transport": "udp", "address": "127.0.0.1", "port": 0}],
+      "relay": {"ipv4": "127.0.0.1", "portRange": [50000, 50999]},
+      "auth": {"users": {"alice": "wonderland"}, "secrets": ["s3cret"]},
+      "peers": {"allow": ["127.0.0.0/8"]}
+    }
+    """
+
+    /// Starts tern with `config` and returns it with its UDP listener's port.
+    static func startTern() throws -> (TernProcess, UInt16) {
+        let tern = try TernProcess(config: config)
+        guard tern.waitForLog("tern listening") else {
+            _ = tern.terminate()
+            throw BrowserHarnessError("tern did not start: \(tern.stderr)")
+        }
+        guard let udp = tern.boundListeners().first(where: { $0.transport == "udp" }) else {
+            _ = tern.terminate()
+            throw BrowserHarnessError("tern logged no UDP listener: \(tern.stderr)")
+        }
+        return (tern, udp.address.port)
+    }
+
+    static func iceServers(port: UInt16, username: String, credential: String) throws -> String {
+        let server: [String: Any] = ["urls": "turn:127.0.0.1:\(port)?transport=udp", "username": username, "credential": credential]
+        return String(decoding: try JSONSerialization.data(withJSONObject: [server]), as: UTF8.self)
+    }
+
+    /// The TURN REST API ("shared secret") password: base64(HMAC-SHA1(secret, username)).
+    static func restPassword(secret: String, username: String) -> String {
+        Data(HMAC.sha1(key: Array(secret.utf8), data: Array(username.utf8))).base64EncodedString()
+    }
+
+    static func expectRelayed(_ r: BrowserRelayResult, tern: TernProcess) {
+        #expect(r.error == nil, "\(r)\ntern log:\n\(tern.stderr)")
+        #expect(r.dataChannelOpenMs != nil, "\(r)")
+        #expect(r.messagesOK, "\(r)")
+        #expect(r.framesDecoded >= 30, "\(r)")
+        #expect(r.localCandidateTypes == ["relay", "relay"], "\(r)")
+        #expect(r.remoteCandidateTypes == ["relay", "relay"], "\(r)")
+        #expect(r.iceCandidateErrors.isEmpty, "\(r)")
+    }
+
+    @Test("Static user: data channel and fake-camera video flow relay-to-relay",
+          .disabled("enabled when Tern's TURN relay lands"), .timeLimit(.minutes(1)))
+    func staticUser() throws {
+        let (tern, port) = try Self.startTern()
+        defer { _ = tern.terminate() }
+        let r = try BrowserHarness.runRelayTest(
+            iceServers: try Self.iceServers(port: port, username: "alice", credential: "wonderland"), timeout: 30)
+        Self.expectRelayed(r, tern: tern)
+    }
+
+    @Test("Shared-secret (TURN REST) credentials: data channel and video flow relay-to-relay",
+          .disabled("enabled when Tern's TURN relay lands"), .timeLimit(.minutes(1)))
+    func sharedSecret() throws {
+        let (tern, port) = try Self.startTern()
+        defer { _ = tern.terminate() }
+        let username = "\(Int(Date().timeIntervalSince1970) + 3600):bob"
+        let password = Self.restPassword(secret: "s3cret", username: username)
+        let r = try BrowserHarness.runRelayTest(
+            iceServers: try Self.iceServers(port: port, username: username, credential: password), timeout: 30)
+        Self.expectRelayed(r, tern: tern)
+    }
+
+    @Test("Wrong password: icecandidateerror 401 and no connection",
+          .disabled("enabled when Tern's TURN relay lands"), .timeLimit(.minutes(1)))
+    func wrongPassword() throws {
+        let (tern, port) = try Self.startTern()
+        defer { _ = tern.terminate() }
+        let started = Date()
+        let r = try BrowserHarness.runRelayTest(
+            iceServers: try Self.iceServers(port: port, username: "alice", credential: "not-the-password"),
+            timeout: 20, expectConnection: false)
+        #expect(r.error == nil, "\(r)\ntern log:\n\(tern.stderr)")
+        #expect(r.iceCandidateErrors.contains { $0.code == 401 }, "\(r)")
+        #expect(r.iceCandidateErrors.allSatisfy { $0.url.hasPrefix("turn:127.0.0.1:\(port)") }, "\(r)")
+        #expect(r.dataChannelOpenMs == nil, "\(r)")
+        #expect(r.candidateCounts.allSatisfy { $0 == 0 }, "no relay candidate with a wrong password: \(r)")
+        #expect(Date().timeIntervalSince(started) < 15, "the failure is reported without waiting for the timeout")
+    }
+
+}

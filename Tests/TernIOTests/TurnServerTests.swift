@@ -1,0 +1,327 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import STUN
+import TernCore
+import Testing
+@testable import TernIO
+
+/// A TURN server on loopback with static users and a shared secret. Relay ports sit above Linux's
+/// ephemeral range (32768-60999), so client sockets of parallel tests never take them.
+func withTurnServer<R>(allow: [String] = ["127.0.0.0/8", "::1/128"], deny: [String] = [],
+                       portRange: ClosedRange<UInt16> = 62000...62999,
+                       relayIPv6: IPAddress? = .loopbackV6,
+                       settings: (inout TurnSettings) -> Void = { _ in },
+                       _ body: (Server, TransportAddress) throws -> R) throws -> R {
+    var turnSettings = TurnSettings()
+    settings(&turnSettings)
+    let realm = "tern.test"
+    let context = TurnContext(
+        realm: realm,
+        credentials: CredentialStore(realm: realm, users: ["alice": "wonderland", "bob": "builder"], secrets: ["s3cret"]),
+        nonces: NonceIssuer(key: NonceIssuer.randomKey()),
+        policy: PeerPolicy(allow: allow.compactMap(CIDR.init), deny: deny.compactMap(CIDR.init)),
+        settings: turnSettings)
+    var logger = Logger(label: "tern.test")
+    logger.logLevel = .warning
+    let server = Server(listeners: [ListenerSpec(transport: .udp, address: v4), ListenerSpec(transport: .udp, address: v6)],
+                        workerCount: 2, handlerConfiguration: HandlerConfiguration(software: "Tern test", turn: context),
+                        relay: RelayAddresses(ipv4: .loopbackV4, ipv6: relayIPv6, portRange: portRange), logger: logger)
+    let bound = try server.start()
+    defer { server.stop() }
+    return try body(server, bound[0].address)
+}
+
+func relayedAddresses(_ m: Message) -> [TransportAddress] {
+    m.attributes.compactMap { if case .xorRelayedAddress(let a) = $0 { return a } else { return nil } }
+}
+
+@Suite("TURN over UDP (RFC 8656) with the project's own client")
+struct TurnServerTests {
+    @Test("An unauthenticated Allocate is challenged with REALM, NONCE and PASSWORD-ALGORITHMS")
+    func challenge() throws {
+        try withTurnServer { server, address in
+            let client = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+            let m = try client.request(.allocate, [.requestedTransport(protocolNumber: 17)], authenticated: false)
+            #expect(m.errorCode?.code == 401)
+            #expect(m.first(.realm) == .realm("tern.test"))
+            guard case .nonce(let nonce)? = m.first(.nonce) else { Issue.record("no nonce"); return }
+            #expect(nonce.hasPrefix("obMatJos2"))
+            #expect(m.first(.passwordAlgorithms) == .passwordAlgorithms([PasswordAlgorithmEntry(.md5), PasswordAlgorithmEntry(.sha256)]))
+            #expect(m.first(.messageIntegrity) == nil)
+        }
+    }
+
+    @Test("Allocate, permission, Send/Data indications and ChannelData relay both ways")
+    func relayRoundTrip() throws {
+        try withTurnServer { server, address in
+            let client = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+            let peer = try TestPeer()
+            defer { peer.close() }
+            let allocated = try client.allocate()
+            #expect(allocated.type == MessageType(method: .allocate, class: .successResponse), "\(allocated)")
+            let relay = try #require(relayedAddresses(allocated).first)
+            #expect(relay.ip == .loopbackV4)
+            #expect((62000...62999).contains(relay.port))
+            #expect(allocated.first(.lifetime) == .lifetime(600))
+            #expect(allocated.first(.xorMappedAddress) == .xorMappedAddress(client.socket.localAddress))
+            // No permission yet: a Send indication is dropped.
+            client.sendIndication(to: peer.address, [1, 2, 3])
+            let perm = try client.request(.createPermission, [.xorPeerAddress(peer.address)])
+            #expect(perm.type.messageClass == .successResponse, "\(perm)")
+            client.sendIndication(to: peer.address, Array("hello peer".utf8))
+            let got = try #require(peer.receive())
+            #expect(got.data == Array("hello peer".utf8))
+            #expect(got.from == relay)
+            peer.send(Array("hello client".utf8), to: relay)
+            let back = try #require(client.receiveRelayed())
+            #expect(back.peer == peer.address)
+            #expect(back.data == Array("hello client".utf8))
+            // Channel 0x4000 to the same peer.
+            let bind = try client.request(.channelBind, [.channelNumber(0x4000), .xorPeerAddress(peer.address)])
+            #expect(bind.type.messageClass == .successResponse, "\(bind)")
+            client.sendChannelData(0x4000, [9, 8, 7])
+            #expect(peer.receive()?.data == [9, 8, 7])
+            peer.send([6, 5, 4, 3, 2], to: relay)
+            let viaChannel = try #require(client.receiveRelayed())
+            #expect(viaChannel.channel == 0x4000)
+            #expect(viaChannel.data == [6, 5, 4, 3, 2])
+            // A peer at another IP has no permission (permissions are per IP, RFC 8656 section 9):
+            // dropped and counted, never relayed.
+            let stranger = try TestPeer(ip: IPAddress("127.0.0.2")!)
+            defer { stranger.close() }
+            stranger.send([0xAA], to: relay)
+            // Two drops in all: the Send indication before the permission, and the stranger's datagram.
+            var dropped: UInt64 = 0
+            for _ in 0..<200 where dropped < 2 {
+                dropped = server.stats().droppedNoPermission
+                if dropped < 2 { usleep(10_000) }
+            }
+            #expect(dropped == 2)
+            #expect(server.stats().allocations == 1)
+            let live = server.withHandlers { $0.allocations.all.map(\.counters) }.flatMap { $0 }
+            #expect(live.first?.packetsToPeer == 2)
+            #expect(live.first?.packetsToClient == 2)
+            #expect(live.first?.droppedNoPermission == 1)
+        }
+    }
+
+    @Test("A retransmitted Allocate gets the same answer; another transaction gets 437")
+    func retransmission() throws {
+        try withTurnServer { _, address in
+            let client = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+            // Learn the realm and a nonce (the Refresh itself gets 437: no allocation yet).
+            #expect(try client.request(.refresh, []).errorCode?.code == 437)
+            let id = TransactionID.random()
+            let bytes = client.encode(.allocate, [.requestedTransport(protocolNumber: 17)], id: id)
+            let first = try client.exchange(bytes)
+            let again = try client.exchange(bytes)
+            #expect(first.type.messageClass == .successResponse)
+            #expect(first == again)
+            let other = try client.allocate()
+            #expect(other.errorCode?.code == 437)
+        }
+    }
+
+    @Test("Refresh keeps, then LIFETIME 0 deletes; afterwards 437")
+    func refreshAndDelete() throws {
+        try withTurnServer { server, address in
+            let client = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+            _ = try client.allocate([.lifetime(1200)])
+            let kept = try client.request(.refresh, [.lifetime(99_999)])
+            #expect(kept.first(.lifetime) == .lifetime(3600))
+            let small = try client.request(.refresh, [.lifetime(10)])
+            #expect(small.first(.lifetime) == .lifetime(600))
+            let wrongFamily = try client.request(.refresh, [.requestedAddressFamily(.ipv6)])
+            #expect(wrongFamily.errorCode?.code == 443)
+            let deleted = try client.request(.refresh, [.lifetime(0)])
+            #expect(deleted.first(.lifetime) == .lifetime(0))
+            #expect(server.stats().allocations == 0)
+            #expect(server.stats().relaySockets == 0)
+            #expect(try client.request(.refresh, [.lifetime(0)]).errorCode?.code == 437)
+        }
+    }
+
+    @Test("Error codes: 400, 420, 442, 440, 443, 403, 401 and 438")
+    func errors() throws {
+        try withTurnServer(allow: ["127.0.0.0/8"], relayIPv6: nil) { _, address in
+            let client = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+            #expect(try client.request(.allocate, []).errorCode?.code == 400)
+            #expect(try client.request(.allocate, [.requestedTransport(protocolNumber: 6)]).errorCode?.code == 442)
+            #expect(try client.allocate([.unknown(type: AttributeType(rawValue: 0x0041), value: [1])]).errorCode?.code == 420)
+            // No IPv6 relay address configured and the client came over IPv4.
+            #expect(try client.allocate([.requestedAddressFamily(.ipv6)]).errorCode?.code == 440)
+            #expect(try client.allocate([.requestedAddressFamily(.ipv4), .additionalAddressFamily(.ipv6)]).errorCode?.code == 400)
+            let ok = try client.allocate()
+            #expect(ok.type.messageClass == .successResponse, "\(ok)")
+            #expect(try client.request(.createPermission, []).errorCode?.code == 400)
+            #expect(try client.request(.createPermission, [.xorPeerAddress(TransportAddress("[::1]:5000")!)]).errorCode?.code == 443)
+            #expect(try client.request(.createPermission, [.xorPeerAddress(TransportAddress("10.0.0.1:5000")!)]).errorCode?.code == 403)
+            #expect(try client.request(.channelBind, [.channelNumber(0x3FFF), .xorPeerAddress(TransportAddress("127.0.0.1:5000")!)]).errorCode?.code == 400)
+            #expect(try client.request(.channelBind, [.channelNumber(0x4001)]).errorCode?.code == 400)
+            _ = try client.request(.channelBind, [.channelNumber(0x4001), .xorPeerAddress(TransportAddress("127.0.0.1:5000")!)])
+            #expect(try client.request(.channelBind, [.channelNumber(0x4001), .xorPeerAddress(TransportAddress("127.0.0.1:5001")!)]).errorCode?.code == 400)
+            #expect(try client.request(.channelBind, [.channelNumber(0x4002), .xorPeerAddress(TransportAddress("127.0.0.1:5000")!)]).errorCode?.code == 400)
+            // A forged nonce: 438 with a fresh one.
+            let saved = client.nonce
+            client.nonce = "obMatJos2AAAAnot-a-real-nonce"
+            let stale = try client.exchange(client.encode(.refresh, [], id: .random()))
+            #expect(stale.errorCode?.code == 438)
+            #expect(stale.first(.nonce) != nil)
+            client.nonce = saved
+            // A wrong password: 401 (a new 5-tuple, so no allocation is involved).
+            let wrong = try TurnTestClient(server: address, username: "alice", password: "not it")
+            #expect(try wrong.allocate().errorCode?.code == 401)
+            let nobody = try TurnTestClient(server: address, username: "mallory", password: "x")
+            #expect(try nobody.allocate().errorCode?.code == 401)
+        }
+    }
+
+    @Test("Every default-denied peer form gets 403 with an empty peers config")
+    func defaultDeniedPeers() throws {
+        try withTurnServer(allow: []) { _, address in
+            let client = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+            #expect(try client.allocate([.additionalAddressFamily(.ipv6)]).type.messageClass == .successResponse)
+            let denied = ["127.0.0.1", "0.0.0.0", "10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.0.1", "169.254.169.254",
+                          "224.0.0.1", "255.255.255.255", "192.0.2.1", "198.18.0.1", "240.0.0.1",
+                          "::1", "::", "fe80::1", "fc00::1", "ff02::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1",
+                          "::127.0.0.1", "2002:7f00:1::", "64:ff9b::a9fe:a9fe", "64:ff9b::7f00:1", "2001:db8::1"]
+            for text in denied {
+                let ip = try #require(IPAddress(text))
+                let r = try client.request(.createPermission, [.xorPeerAddress(TransportAddress(ip: ip, port: 9))])
+                #expect(r.errorCode?.code == 403, "\(text) was not refused: \(r)")
+                let c = try client.request(.channelBind, [.channelNumber(0x4000), .xorPeerAddress(TransportAddress(ip: ip, port: 9))])
+                #expect(c.errorCode?.code == 403, "\(text) channel was not refused")
+            }
+            let fine = try client.request(.createPermission, [.xorPeerAddress(TransportAddress("8.8.8.8:53")!)])
+            #expect(fine.type.messageClass == .successResponse)
+        }
+    }
+
+    @Test("441 when another user's credentials touch an allocation")
+    func wrongCredentials() throws {
+        try withTurnServer { _, address in
+            let client = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+            #expect(try client.allocate().type.messageClass == .successResponse)
+            client.username = "bob"
+            client.password = "builder"
+            #expect(try client.request(.refresh, []).errorCode?.code == 441)
+        }
+    }
+
+    @Test("Shared-secret (TURN REST API) credentials, SHA-256 and USERHASH")
+    func credentialsVariants() throws {
+        try withTurnServer { _, address in
+            let now = UInt64(time(nil))
+            let user = "\(now + 3600):carol"
+            let rest = try TurnTestClient(server: address, username: user,
+                                          password: CredentialStore.restPassword(secret: "s3cret", username: user))
+            #expect(try rest.allocate().type.messageClass == .successResponse)
+            let expiredUser = "\(now - 10):carol"
+            let expired = try TurnTestClient(server: address, username: expiredUser,
+                                             password: CredentialStore.restPassword(secret: "s3cret", username: expiredUser))
+            #expect(try expired.allocate().errorCode?.code == 401)
+            let sha = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+            sha.useSHA256 = true
+            let m = try sha.allocate()
+            #expect(m.type.messageClass == .successResponse, "\(m)")
+            #expect(m.first(.messageIntegritySHA256) != nil)
+            #expect(m.first(.messageIntegrity) == nil)
+            let hashed = try TurnTestClient(server: address, username: "bob", password: "builder")
+            hashed.useUserhash = true
+            #expect(try hashed.allocate().type.messageClass == .successResponse)
+        }
+    }
+
+    @Test("IPv6 relays: REQUESTED-ADDRESS-FAMILY and dual allocations")
+    func ipv6Relays() throws {
+        try withTurnServer { _, address in
+            let client = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+            let dual = try client.allocate([.additionalAddressFamily(.ipv6)])
+            let relays = relayedAddresses(dual)
+            #expect(relays.map(\.ip.family) == [.ipv4, .ipv6])
+            let peer6 = try TestPeer(ip: .loopbackV6)
+            defer { peer6.close() }
+            #expect(try client.request(.createPermission, [.xorPeerAddress(peer6.address)]).type.messageClass == .successResponse)
+            client.sendIndication(to: peer6.address, [42])
+            let got = try #require(peer6.receive())
+            #expect(got.from == relays[1])
+            let only6 = try TurnTestClient(server: address, username: "bob", password: "builder")
+            let m = try only6.allocate([.requestedAddressFamily(.ipv6)])
+            #expect(relayedAddresses(m).map(\.ip) == [.loopbackV6])
+        }
+    }
+
+    @Test("EVEN-PORT with R reserves the next port for a RESERVATION-TOKEN")
+    func evenPort() throws {
+        try withTurnServer { _, address in
+            let first = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+            let m = try first.allocate([.evenPort(reserve: true)])
+            let relay = try #require(relayedAddresses(m).first)
+            #expect(relay.port % 2 == 0)
+            guard case .reservationToken(let token)? = m.first(.reservationToken) else { Issue.record("no token"); return }
+            let second = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+            let r = try second.allocate([.reservationToken(token)])
+            #expect(relayedAddresses(r).first?.port == relay.port + 1, "\(r)")
+            let third = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+            #expect(try third.allocate([.reservationToken(token)]).errorCode?.code == 508)
+            #expect(try third.allocate([.reservationToken(token), .evenPort(reserve: false)]).errorCode?.code == 400)
+        }
+    }
+
+    @Test("486 past the per-user quota, 508 when the port range is exhausted")
+    func quotas() throws {
+        try withTurnServer(portRange: 63000...63001, settings: { $0.maxAllocationsPerUser = 3 }) { server, address in
+            var clients: [TurnTestClient] = []
+            for _ in 0..<2 {
+                let c = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+                #expect(try c.allocate().type.messageClass == .successResponse)
+                clients.append(c)
+            }
+            let noPort = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+            #expect(try noPort.allocate().errorCode?.code == 508)
+            let quota = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+            _ = try clients[0].request(.refresh, [.lifetime(0)])
+            #expect(try quota.allocate().type.messageClass == .successResponse)
+            let over = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+            _ = try clients[1].request(.refresh, [])
+            // Two live allocations and a quota of 3, but both ports are taken: 508, quota unchanged.
+            #expect(try over.allocate().errorCode?.code == 508)
+            #expect(server.stats().allocations == 2)
+        }
+        try withTurnServer(settings: { $0.maxAllocationsPerUser = 1 }) { _, address in
+            let a = try TurnTestClient(server: address, username: "bob", password: "builder")
+            #expect(try a.allocate().type.messageClass == .successResponse)
+            let b = try TurnTestClient(server: address, username: "bob", password: "builder")
+            #expect(try b.allocate().errorCode?.code == 486)
+        }
+    }
+
+    @Test("Allocations, permissions and channels expire on the worker's tick; sockets are given back")
+    func expiry() throws {
+        try withTurnServer { server, address in
+            let client = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+            _ = try client.allocate()
+            let peer = try TestPeer()
+            defer { peer.close() }
+            _ = try client.request(.channelBind, [.channelNumber(0x4000), .xorPeerAddress(peer.address)])
+            let now = server.withHandlers { $0.now }.max() ?? 0
+            // 301 s later the permission is gone but the allocation lives.
+            _ = server.withHandlers { $0.tick(monotonic: now + 301, unix: UInt64(time(nil))) }
+            let perms = server.withHandlers { $0.allocations.all.map { $0.permissions.count } }.flatMap { $0 }
+            #expect(perms == [0])
+            // 601 s later the allocation and its relay socket are gone.
+            _ = server.withHandlers { $0.tick(monotonic: now + 601, unix: UInt64(time(nil))) }
+            #expect(server.stats().allocations == 0)
+            #expect(server.stats().allocationsExpired == 1)
+            // The descriptor is closed in the source's cancel handler, which runs asynchronously.
+            var open = 1
+            for _ in 0..<200 where open > 0 {
+                open = server.stats().relaySockets
+                if open > 0 { usleep(10_000) }
+            }
+            #expect(open == 0)
+        }
+    }
+}
