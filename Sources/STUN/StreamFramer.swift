@@ -24,8 +24,9 @@ public enum StreamFrame {
     /// available: a wrong magic cookie is reported as `.invalid` as soon as it is visible).
     ///
     /// - STUN: the length must be a multiple of 4.
-    /// - ChannelData: the channel number must be 0x4000-0x4FFF (0x5000-0x7FFF are reserved).
-    public static func frameLength(_ prefix: UnsafeRawBufferPointer) -> FrameLength {
+    /// - ChannelData: the channel number must be in `channels` (RFC 8656: 0x4000-0x4FFF).
+    public static func frameLength(_ prefix: UnsafeRawBufferPointer,
+                                   channels: ClosedRange<UInt16> = ChannelData.validChannels) -> FrameLength {
         guard prefix.count >= 4 else { return .needMore }
         let first16 = prefix.be16(at: 0)
         let length = Int(prefix.be16(at: 2))
@@ -35,7 +36,7 @@ public enum StreamFrame {
             if prefix.count >= 8, prefix.be32(at: 4) != stunMagicCookie { return .invalid }
             return .stun(20 + length)
         case 0b01:
-            guard ChannelData.isValidChannelNumber(first16) else { return .invalid }
+            guard channels.contains(first16) else { return .invalid }
             return .channelData(4 + roundUp4(length))
         default:
             return .invalid

@@ -1,7 +1,4 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -109,12 +106,30 @@ enum BrowserHarness {
               (try? JSONSerialization.jsonObject(with: data)) is [Any] else {
             throw BrowserHarnessError("iceServers is not a JSON array: \(iceServers)")
         }
+        let t0 = Date()
+        let trace = ProcessInfo.processInfo.environment["TERN_BROWSER_TRACE"] != nil
+        func mark(_ what: String) {
+            if trace { FileHandle.standardError.write(Data(String(format: "browser harness: %6.3f s %@\n", Date().timeIntervalSince(t0), what).utf8)) }
+        }
         let server = try BrowserPage.Server()
-        defer { server.stop() }
-        let chrome = try ChromeDriver(path: driver)
-        defer { chrome.stop() }
+        defer { server.stop(); mark("page server stopped") }
+        // The port is picked by binding and releasing it, so another process may take it first: retry.
+        var attempt = 0
+        let chrome: ChromeDriver
+        while true {
+            do {
+                chrome = try ChromeDriver(path: driver)
+                break
+            } catch {
+                attempt += 1
+                if attempt >= 3 { throw error }
+            }
+        }
+        defer { chrome.stop(); mark("chromedriver stopped") }
+        mark("chromedriver ready")
         let session = try chrome.newSession(browser: browser)
-        defer { session.delete() }
+        defer { session.delete(); mark("session deleted") }
+        mark("session created")
 
         try session.navigate(server.url)
         let start: [String: Any] = [
@@ -129,7 +144,10 @@ enum BrowserHarness {
         while true {
             if let r = try session.execute("return window.ternResult;", []) as? [String: Any] {
                 last = r
-                if r["done"] as? Bool == true { return parse(r, timedOut: nil) }
+                if r["done"] as? Bool == true {
+                    mark("page done")
+                    return parse(r, timedOut: nil)
+                }
             }
             if Date() >= deadline { break }
             Thread.sleep(forTimeInterval: 0.2)
@@ -230,13 +248,21 @@ final class ChromeDriver {
                                 browserPID: browserPID, userDataDir: userDataDir)
     }
 
-    /// SIGTERM, bounded wait, then SIGKILL; removes the log file.
+    /// chromedriver's own /shutdown, then SIGTERM, then SIGKILL, each with a bounded wait; removes the log.
+    /// (/shutdown first: under `swift test` the child inherits a signal mask in which SIGTERM can be
+    /// blocked, and then SIGTERM only takes effect as the SIGKILL after the wait.)
     func stop() {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGTERM)
-            let deadline = Date().addingTimeInterval(3)
+        func waitExit(_ seconds: TimeInterval) -> Bool {
+            let deadline = Date().addingTimeInterval(seconds)
             while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            return !process.isRunning
+        }
+        if process.isRunning {
+            _ = try? WebDriverHTTP.request("GET", base.appendingPathComponent("shutdown"), timeout: 2)
+            if !waitExit(2) {
+                kill(process.processIdentifier, SIGTERM)
+                if !waitExit(1) { kill(process.processIdentifier, SIGKILL) }
+            }
             process.waitUntilExit()
         }
         try? FileManager.default.removeItem(at: logURL)
@@ -296,52 +322,121 @@ final class WebDriverSession {
         _ = try? WebDriverHTTP.request("DELETE", base, timeout: 10)
         if let pid = browserPID, pid > 0 {
             let deadline = Date().addingTimeInterval(3)
-            while kill(pid, 0) == 0 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
-            if kill(pid, 0) == 0 { kill(pid, SIGKILL) }
+            while Self.isAlive(pid) && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+            if Self.isAlive(pid) { kill(pid, SIGKILL) }
         }
         try? FileManager.default.removeItem(at: userDataDir)
     }
+
+    /// Running and not a zombie. (After the session is deleted Chromium stays a zombie until
+    /// chromedriver, its parent, reaps it, and `kill(pid, 0)` still succeeds on a zombie.)
+    static func isAlive(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return kill(pid, 0) == 0 }
+        let state = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first
+        return state != "Z" && state != "X"
+    }
 }
 
-/// Blocking JSON-over-HTTP for the WebDriver wire protocol, on URLSession (libcurl on Linux).
+/// Blocking JSON-over-HTTP/1.1 for the WebDriver wire protocol, on a plain loopback TCP socket.
+///
+/// Not URLSession: chromedriver writes its response headers without a space after the colon
+/// ("Content-Length:249"), which is valid HTTP (RFC 9110 allows no whitespace there), but this
+/// toolchain's FoundationNetworking rejects it and fails every request with NSURLErrorDomain -1,
+/// "Failed writing header" (fixed upstream by swift-corelibs-foundation PR #5527).
 enum WebDriverHTTP {
-    final class Box: @unchecked Sendable {
-        var data: Data?
-        var response: URLResponse?
-        var error: Error?
-    }
-
-    static let session: URLSession = {
-        let config = URLSessionConfiguration.ephemeral
-        config.connectionProxyDictionary = [:]
-        config.timeoutIntervalForRequest = 60
-        return URLSession(configuration: config)
-    }()
-
     static func request(_ method: String, _ url: URL, body: [String: Any]? = nil,
                         timeout: TimeInterval) throws -> (status: Int, json: [String: Any]?) {
-        var request = URLRequest(url: url, cachePolicy: .reloadIgnoringLocalCacheData, timeoutInterval: timeout)
-        request.httpMethod = method
-        if let body {
-            request.httpBody = try JSONSerialization.data(withJSONObject: body)
-            request.setValue("application/json; charset=utf-8", forHTTPHeaderField: "Content-Type")
+        guard url.scheme == "http", let port = url.port, url.host == "127.0.0.1" else {
+            throw BrowserHarnessError("WebDriverHTTP only talks to http://127.0.0.1:<port>, not \(url)")
         }
-        let box = Box()
-        let done = DispatchSemaphore(value: 0)
-        let task = session.dataTask(with: request) { data, response, error in
-            box.data = data
-            box.response = response
-            box.error = error
-            done.signal()
+        let deadline = Date().addingTimeInterval(timeout)
+        let payload = try body.map { try JSONSerialization.data(withJSONObject: $0) } ?? Data()
+        var head = "\(method) \(url.path.isEmpty ? "/" : url.path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\n"
+        head += "Accept: application/json\r\nConnection: close\r\nContent-Length: \(payload.count)\r\n"
+        if body != nil { head += "Content-Type: application/json; charset=utf-8\r\n" }
+        head += "\r\n"
+        let requestBytes = Array(head.utf8) + Array(payload)
+
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw BrowserHarnessError("socket() failed, errno \(errno)") }
+        defer { close(fd) }
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = UInt16(port).bigEndian
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        task.resume()
-        if done.wait(timeout: .now() + timeout + 2) == .timedOut {
-            task.cancel()
-            throw BrowserHarnessError("\(method) \(url.path) timed out after \(Int(timeout)) s")
+        if rc != 0 && errno != EINPROGRESS { throw BrowserHarnessError("\(method) \(url.path): connect failed, errno \(errno)") }
+
+        func wait(_ events: Int32) throws {
+            while true {
+                let left = deadline.timeIntervalSinceNow
+                if left <= 0 { throw BrowserHarnessError("\(method) \(url.path) timed out after \(Int(timeout)) s") }
+                var pfd = pollfd(fd: fd, events: Int16(events), revents: 0)
+                let n = poll(&pfd, 1, Int32(min(left, 1) * 1000) + 1)
+                if n > 0 { return }
+                if n < 0 && errno != EINTR { throw BrowserHarnessError("poll failed, errno \(errno)") }
+            }
         }
-        if let error = box.error { throw BrowserHarnessError("\(method) \(url.path): \(error)") }
-        let status = (box.response as? HTTPURLResponse)?.statusCode ?? 0
-        let json = box.data.flatMap { try? JSONSerialization.jsonObject(with: $0) } as? [String: Any]
+
+        try wait(POLLOUT)
+        var soError: Int32 = 0
+        var soLen = socklen_t(MemoryLayout<Int32>.size)
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &soLen)
+        if soError != 0 { throw BrowserHarnessError("\(method) \(url.path): connect failed, errno \(soError)") }
+        var sent = 0
+        while sent < requestBytes.count {
+            try wait(POLLOUT)
+            let n = requestBytes.withUnsafeBytes { send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { continue }
+            if n <= 0 { throw BrowserHarnessError("\(method) \(url.path): send failed, errno \(errno)") }
+            sent += n
+        }
+
+        // Read until the head is complete and Content-Length bytes of body arrived (or EOF).
+        var response = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 16384)
+        var headEnd: Int?
+        var contentLength: Int?
+        var status = 0
+        while true {
+            if let headEnd, let contentLength, response.count - headEnd >= contentLength { break }
+            try wait(POLLIN)
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { continue }
+            if n < 0 { throw BrowserHarnessError("\(method) \(url.path): recv failed, errno \(errno)") }
+            if n == 0 { break }
+            response += buffer[0..<n]
+            if headEnd == nil, let end = findHeadEnd(response) {
+                headEnd = end
+                let lines = String(decoding: response[0..<end], as: UTF8.self).components(separatedBy: "\r\n")
+                let statusParts = lines.first?.split(separator: " ") ?? []
+                status = statusParts.count >= 2 ? Int(statusParts[1]) ?? 0 : 0
+                for line in lines.dropFirst() {
+                    guard let colon = line.firstIndex(of: ":") else { continue }
+                    if line[..<colon].trimmingCharacters(in: .whitespaces).lowercased() == "content-length" {
+                        contentLength = Int(line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+                    }
+                }
+            }
+        }
+        guard let headEnd else { throw BrowserHarnessError("\(method) \(url.path): no HTTP response (\(response.count) bytes)") }
+        var bodyBytes = Array(response[headEnd...])
+        if let contentLength, bodyBytes.count > contentLength { bodyBytes = Array(bodyBytes[0..<contentLength]) }
+        let json = (try? JSONSerialization.jsonObject(with: Data(bodyBytes))) as? [String: Any]
         return (status, json)
+    }
+
+    /// The index just past "\r\n\r\n", if present.
+    private static func findHeadEnd(_ bytes: [UInt8]) -> Int? {
+        guard bytes.count >= 4 else { return nil }
+        for i in 0...(bytes.count - 4) where bytes[i] == 13 && bytes[i + 1] == 10 && bytes[i + 2] == 13 && bytes[i + 3] == 10 {
+            return i + 4
+        }
+        return nil
     }
 }

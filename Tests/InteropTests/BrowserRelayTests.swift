@@ -12,7 +12,7 @@ struct BrowserRelayTests {
     {
       "realm": "tern.test",
       "listeners": [{"transport": "udp", "address": "127.0.0.1", "port": 0}],
-      "relay": {"ipv4": "127.0.0.1", "portRange": [50000, 50999]},
+      "relay": {"ipv4": "127.0.0.1", "portRange": [64000, 64999]},
       "auth": {"users": {"alice": "wonderland"}, "secrets": ["s3cret"]},
       "peers": {"allow": ["127.0.0.0/8"]}
     }
@@ -43,6 +43,8 @@ struct BrowserRelayTests {
     }
 
     static func expectRelayed(_ r: BrowserRelayResult, tern: TernProcess) {
+        print("browser relay: data channel open after \(r.dataChannelOpenMs.map { "\(Int($0)) ms" } ?? "never"), "
+              + "\(r.framesDecoded) frames decoded, pairs \(r.localCandidateTypes)/\(r.remoteCandidateTypes)")
         #expect(r.error == nil, "\(r)\ntern log:\n\(tern.stderr)")
         #expect(r.dataChannelOpenMs != nil, "\(r)")
         #expect(r.messagesOK, "\(r)")
@@ -53,7 +55,7 @@ struct BrowserRelayTests {
     }
 
     @Test("Static user: data channel and fake-camera video flow relay-to-relay",
-          .disabled("enabled when Tern's TURN relay lands"), .timeLimit(.minutes(1)))
+          .timeLimit(.minutes(1)))
     func staticUser() throws {
         let (tern, port) = try Self.startTern()
         defer { _ = tern.terminate() }
@@ -63,7 +65,7 @@ struct BrowserRelayTests {
     }
 
     @Test("Shared-secret (TURN REST) credentials: data channel and video flow relay-to-relay",
-          .disabled("enabled when Tern's TURN relay lands"), .timeLimit(.minutes(1)))
+          .timeLimit(.minutes(1)))
     func sharedSecret() throws {
         let (tern, port) = try Self.startTern()
         defer { _ = tern.terminate() }
@@ -75,7 +77,7 @@ struct BrowserRelayTests {
     }
 
     @Test("Wrong password: icecandidateerror 401 and no connection",
-          .disabled("enabled when Tern's TURN relay lands"), .timeLimit(.minutes(1)))
+          .timeLimit(.minutes(1)))
     func wrongPassword() throws {
         let (tern, port) = try Self.startTern()
         defer { _ = tern.terminate() }

@@ -105,7 +105,8 @@ func runTool(_ path: String, _ arguments: [String], timeout: TimeInterval = 30) 
     reader.start()
     let deadline = Date().addingTimeInterval(timeout)
     while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
-    if p.isRunning { p.terminate() }
+    // SIGKILL: children of the test runner inherit a signal mask that blocks SIGTERM.
+    if p.isRunning { kill(p.processIdentifier, SIGKILL) }
     p.waitUntilExit()
     while !reader.isFinished { Thread.sleep(forTimeInterval: 0.01) }
     return (p.terminationStatus, String(decoding: box.data, as: UTF8.self))

@@ -118,6 +118,14 @@ struct NonceIssuerTests {
         #expect(raw.withUnsafeBytes { NonceIssuer.hasSecurityFeatures($0) }?.passwordAlgorithms == true)
     }
 
+    @Test func knownAnswer() {
+        // Independently computed (python3 hmac/hashlib/base64): "obMatJos2wAAA" + base64url, unpadded,
+        // of expiry (8 bytes big-endian) + HMAC-SHA256(key, expiry + address bytes)[0..<16].
+        #expect(issuer.issue(for: client, now: now) == "obMatJos2wAAAAAAAAGkmCfjhYD4ai7Ql39ZlxoO8_VQ_")
+        #expect(issuer.issue(for: ip("2606:4700::1111"), now: now) == "obMatJos2wAAAAAAAAGkmCfiy-VLJfr012vvx-jbnEXgh")
+        #expect(issuer.check("obMatJos2wAAAAAAAAGkmCfjhYD4ai7Ql39ZlxoO8_VQ_", for: client, now: now + 600) == .valid)
+    }
+
     @Test func differentKeysRejectEachOther() {
         let a = NonceIssuer(key: NonceIssuer.randomKey())
         let b = NonceIssuer(key: NonceIssuer.randomKey())

@@ -159,6 +159,9 @@ struct TurnServerTests {
             #expect(try client.request(.createPermission, [.xorPeerAddress(TransportAddress("[::1]:5000")!)]).errorCode?.code == 443)
             #expect(try client.request(.createPermission, [.xorPeerAddress(TransportAddress("10.0.0.1:5000")!)]).errorCode?.code == 403)
             #expect(try client.request(.channelBind, [.channelNumber(0x3FFF), .xorPeerAddress(TransportAddress("127.0.0.1:5000")!)]).errorCode?.code == 400)
+            #expect(try client.request(.channelBind, [.channelNumber(0x8000), .xorPeerAddress(TransportAddress("127.0.0.1:5000")!)]).errorCode?.code == 400)
+            // RFC 5766's wider range (0x4000-0x7FFF) is still accepted, for clients such as coturn's.
+            #expect(try client.request(.channelBind, [.channelNumber(0x7FFF), .xorPeerAddress(TransportAddress("127.0.0.1:5009")!)]).type.messageClass == .successResponse)
             #expect(try client.request(.channelBind, [.channelNumber(0x4001)]).errorCode?.code == 400)
             _ = try client.request(.channelBind, [.channelNumber(0x4001), .xorPeerAddress(TransportAddress("127.0.0.1:5000")!)])
             #expect(try client.request(.channelBind, [.channelNumber(0x4001), .xorPeerAddress(TransportAddress("127.0.0.1:5001")!)]).errorCode?.code == 400)

@@ -44,6 +44,8 @@ extension RequestHandler {
         return max(settings.defaultLifetime, min(requested, settings.maxLifetime))
     }
 
+    static let draftAdditionalAddressFamily = AttributeType(rawValue: 0x8032)
+
     /// RFC 8656 section 7.2: receiving an Allocate request.
     private func allocate(_ reader: MessageReader, turn: TurnContext, auth: Authenticated, tuple: FiveTuple,
                           context: PacketContext, response: UnsafeMutableRawBufferPointer) -> HandlerResult {
@@ -64,7 +66,10 @@ extension RequestHandler {
         let reserveNext = evenPortValue.map { $0.count >= 1 && $0[0] & 0x80 != 0 } ?? false
         let tokenValue = reader.value(of: .reservationToken)
         let requestedFamilyByte = reader.value(of: .requestedAddressFamily).map { $0.count >= 1 ? $0[0] : 0 }
-        let additionalFamilyByte = reader.value(of: .additionalAddressFamily).map { $0.count >= 1 ? $0[0] : 0 }
+        // coturn's clients still send ADDITIONAL-ADDRESS-FAMILY under its draft code point 0x8032
+        // (RFC 8656 assigned 0x8000); both are comprehension-optional, so honouring the old one is safe.
+        let additionalFamilyByte = (reader.value(of: .additionalAddressFamily) ?? reader.value(of: Self.draftAdditionalAddressFamily))
+            .map { $0.count >= 1 ? $0[0] : 0 }
 
         // Combinations the RFC forbids (section 7.2): a token with EVEN-PORT or an address family;
         // REQUESTED- with ADDITIONAL-ADDRESS-FAMILY; EVEN-PORT's R bit with a dual allocation.

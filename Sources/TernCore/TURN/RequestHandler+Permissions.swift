@@ -47,7 +47,7 @@ extension RequestHandler {
         func fail(_ code: Int, _ reason: StaticString? = nil) -> HandlerResult {
             authenticatedResponse(reader, auth: auth, errorCode: code, reason: reason, response: response)
         }
-        guard let channel = try? reader.channelNumber(), ChannelData.isValidChannelNumber(channel) else {
+        guard let channel = try? reader.channelNumber(), turn.settings.channelNumbers.contains(channel) else {
             return fail(400, "Bad CHANNEL-NUMBER")
         }
         guard let peer = try? reader.xorAddress(.xorPeerAddress) else {

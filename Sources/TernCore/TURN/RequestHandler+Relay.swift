@@ -33,7 +33,7 @@ extension RequestHandler {
     func handleChannelData(_ packet: UnsafeRawBufferPointer, context: PacketContext) -> HandlerResult {
         let parsed: (channel: UInt16, payload: UnsafeRawBufferPointer)
         do {
-            parsed = try ChannelData.parse(packet)
+            parsed = try ChannelData.parse(packet, channels: turn?.settings.channelNumbers ?? ChannelData.validChannels)
         } catch {
             stats.malformed &+= 1
             return .malformed
@@ -84,7 +84,8 @@ extension RequestHandler {
         if let channel = allocation.channelByPeer[peer], let binding = allocation.channels[channel], binding.expiry > now {
             // Streams need the 4-byte padding (section 12.5); UDP does not.
             guard let n = try? ChannelData.write(channel: channel, payload: payload, into: output,
-                                                  padded: allocation.fiveTuple.transport.isStream) else { return .drop }
+                                                  padded: allocation.fiveTuple.transport.isStream,
+                                                  channels: ChannelData.rfc5766Channels) else { return .drop }
             length = n
         } else {
             do {

@@ -20,6 +20,11 @@ public struct TurnSettings: Sendable {
     public var maxAllocationsPerUser: Int = 100
     public var maxPermissionsPerAllocation: Int = 64
     public var maxChannelsPerAllocation: Int = 64
+    /// Channel numbers accepted in ChannelBind and ChannelData. RFC 8656 section 12 narrowed them to
+    /// 0x4000-0x4FFF; RFC 5766 allowed up to 0x7FFF and its clients (coturn's turnutils among them)
+    /// still use that range, so Tern accepts it, as coturn does. The values above 0x4FFF were
+    /// reserved for the client's own demultiplexing (RFC 7983) and do not affect the server.
+    public var channelNumbers: ClosedRange<UInt16> = ChannelData.rfc5766Channels
 
     public init() {}
 }
