@@ -328,3 +328,27 @@ struct TurnServerTests {
         }
     }
 }
+
+@Suite("TURN per-user counters")
+struct TurnUserCounterTests {
+    @Test("Per-user traffic survives the allocation; REST usernames count under their user id")
+    func perUser() throws {
+        #expect(RequestHandler.userKey("1764100000:carol") == "carol")
+        #expect(RequestHandler.userKey("alice") == "alice")
+        #expect(RequestHandler.userKey("x1:y") == "x1:y")
+        try withTurnServer { server, address in
+            let client = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+            _ = try client.allocate()
+            let peer = try TestPeer()
+            defer { peer.close() }
+            _ = try client.request(.createPermission, [.xorPeerAddress(peer.address)])
+            client.sendIndication(to: peer.address, [1, 2, 3, 4])
+            #expect(peer.receive()?.data == [1, 2, 3, 4])
+            _ = try client.request(.refresh, [.lifetime(0)])
+            let totals = server.withHandlers { $0.counters(forUser: "alice") }
+            #expect(totals.map(\.allocations).reduce(0, +) == 0)
+            #expect(totals.map(\.traffic.bytesToPeer).reduce(0, +) == 4)
+            #expect(totals.map(\.traffic.packetsToPeer).reduce(0, +) == 1)
+        }
+    }
+}

@@ -30,6 +30,9 @@ public final class RequestHandler {
     public weak var relayIO: RelayIO?
     public internal(set) var allocations = AllocationTable()
     public internal(set) var turnCounters = TurnCounters()
+    /// Traffic of this worker's ended allocations, by user (live ones are read from the allocations).
+    public internal(set) var endedByUser: [String: AllocationCounters] = [:]
+    var indicationIDs = IndicationIDs()
     /// Coarse clocks, advanced by the worker's once-a-second tick (and by tests): reading a clock per
     /// packet would cost more than the whole lookup. `now` is monotonic seconds (lifetimes),
     /// `unixNow` wall-clock seconds (nonces and TURN REST API usernames).

@@ -25,6 +25,14 @@ public struct AllocationCounters: Sendable, Equatable {
     /// Peer datagrams dropped because no permission covered the peer (RFC 8656 section 9).
     public var droppedNoPermission: UInt64 = 0
     public init() {}
+
+    public mutating func add(_ c: AllocationCounters) {
+        packetsToPeer &+= c.packetsToPeer
+        bytesToPeer &+= c.bytesToPeer
+        packetsToClient &+= c.packetsToClient
+        bytesToClient &+= c.bytesToClient
+        droppedNoPermission &+= c.droppedNoPermission
+    }
 }
 
 /// One relay socket of an allocation and the address advertised for it.

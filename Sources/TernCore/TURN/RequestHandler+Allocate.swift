@@ -198,12 +198,31 @@ extension RequestHandler {
         for r in allocation.relays { relayIO?.closeRelay(r.handle) }
         turn?.shared.releaseAllocation(for: allocation.username)
         let c = allocation.counters
-        turnCounters.endedTotals.packetsToPeer &+= c.packetsToPeer
-        turnCounters.endedTotals.bytesToPeer &+= c.bytesToPeer
-        turnCounters.endedTotals.packetsToClient &+= c.packetsToClient
-        turnCounters.endedTotals.bytesToClient &+= c.bytesToClient
-        turnCounters.endedTotals.droppedNoPermission &+= c.droppedNoPermission
+        turnCounters.endedTotals.add(c)
+        endedByUser[Self.userKey(allocation.username), default: AllocationCounters()].add(c)
         if expired { turnCounters.allocationsExpired &+= 1 } else { turnCounters.allocationsDeleted &+= 1 }
+    }
+
+    /// The identity counters are kept under: a TURN REST API username `<expiry>:<user>` changes with
+    /// every credential, so its `<user>` part is the key (otherwise the table would grow with every
+    /// credential issued); a static user is its own key.
+    public static func userKey(_ username: String) -> String {
+        if let colon = username.firstIndex(of: ":"), colon > username.startIndex,
+           username[..<colon].allSatisfy({ $0.isASCII && $0.isNumber }) {
+            return String(username[username.index(after: colon)...])
+        }
+        return username
+    }
+
+    /// One user's traffic on this worker: live allocations plus ended ones (`user` as `userKey`).
+    public func counters(forUser user: String) -> (allocations: Int, traffic: AllocationCounters) {
+        var total = endedByUser[user] ?? AllocationCounters()
+        var live = 0
+        for a in allocations.all where Self.userKey(a.username) == user {
+            live += 1
+            total.add(a.counters)
+        }
+        return (live, total)
     }
 
     /// Deletes an allocation by id (the admin endpoint's DELETE). True if it existed on this worker.

@@ -7,6 +7,37 @@ public enum PeerDataResult: Equatable, Sendable {
     case drop
 }
 
+/// Transaction ids for Data indications, one per relayed packet: a getrandom(2) call each would
+/// cost more than the relaying. Indications are never matched to responses, so the id only has to
+/// be unpredictable enough not to be guessed: SplitMix64 seeded from the system CSPRNG, reseeded
+/// every 2^20 ids. (Requests' ids, which clients choose, are not affected.)
+struct IndicationIDs {
+    private var state: UInt64
+    private var used: UInt32 = 0
+
+    init() {
+        var rng = SystemRandomNumberGenerator()
+        state = rng.next()
+    }
+
+    @inline(__always)
+    private mutating func next64() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    mutating func next() -> TransactionID {
+        used &+= 1
+        if used >= 1 << 20 {
+            self = IndicationIDs()
+        }
+        return TransactionID(high: UInt32(truncatingIfNeeded: next64()), low: next64())
+    }
+}
+
 extension RequestHandler {
     /// RFC 8656 section 10.2: a Send indication from the client. Never answered; what cannot be
     /// relayed is dropped and counted.
@@ -90,7 +121,7 @@ extension RequestHandler {
         } else {
             do {
                 var w = try MessageWriter(buffer: output, type: MessageType(method: .data, class: .indication),
-                                          transactionID: TransactionID.random())
+                                          transactionID: indicationIDs.next())
                 try w.appendXORAddress(.xorPeerAddress, peer)
                 try w.appendRaw(type: .data, value: payload)
                 length = w.count
