@@ -53,6 +53,10 @@ final class ServerRunner {
         var turn = TurnSettings()
         turn.externalIPv4 = settings.relay.externalIPv4
         turn.externalIPv6 = settings.relay.externalIPv6
+        turn.maxLifetime = UInt32(settings.limits.maxLifetime)
+        turn.maxAllocationsPerUser = settings.limits.allocationsPerUser
+        turn.maxPermissionsPerAllocation = settings.limits.permissionsPerAllocation
+        turn.maxChannelsPerAllocation = settings.limits.channelsPerAllocation
         return TurnContext(
             realm: settings.realm,
             credentials: CredentialStore(realm: settings.realm, users: settings.auth.users, secrets: settings.auth.secrets),

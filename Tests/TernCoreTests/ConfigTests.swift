@@ -132,7 +132,7 @@ struct ConfigErrorTests {
         #expect(e.path == "relm")
         #expect(e.source == "config.json")
         #expect(e.description ==
-            "config.json: relm: unknown key; expected one of realm, software, workers, listeners, relay, auth, peers, admin, log")
+            "config.json: relm: unknown key; expected one of realm, software, workers, listeners, relay, auth, peers, admin, log, limits")
     }
 
     @Test func unknownNestedKey() throws {
@@ -364,5 +364,23 @@ struct ConfigLoadTests {
         } catch {
             #expect(error.description == "\(path): listeners[0].port: expected an integer 0...65535, found string \"x\"")
         }
+    }
+}
+
+@Suite("Config: limits")
+struct ConfigLimitsTests {
+    @Test func defaultsAndValues() throws {
+        #expect(try parse("{}").limits == LimitsConfig())
+        let c = try parse(#"{"limits": {"maxLifetime": 7200, "allocationsPerUser": 3, "permissionsPerAllocation": 10, "channelsPerAllocation": 5}}"#)
+        #expect(c.limits.maxLifetime == 7200)
+        #expect(c.limits.allocationsPerUser == 3)
+        #expect(c.limits.permissionsPerAllocation == 10)
+        #expect(c.limits.channelsPerAllocation == 5)
+    }
+
+    @Test func errorsNameTheKey() {
+        #expect(parseError(#"{"limits": {"maxLifetime": 10}}"#)?.path == "limits.maxLifetime")
+        #expect(parseError(#"{"limits": {"allocationsPerUser": "many"}}"#)?.path == "limits.allocationsPerUser")
+        #expect(parseError(#"{"limits": {"bandwidth": 1}}"#)?.path == "limits.bandwidth")
     }
 }

@@ -3,7 +3,8 @@ import Logging
 import STUN
 
 extension TernConfig {
-    static let topLevelKeys = ["realm", "software", "workers", "listeners", "relay", "auth", "peers", "admin", "log"]
+    static let topLevelKeys = ["realm", "software", "workers", "listeners", "relay", "auth", "peers", "admin", "log", "limits"]
+    static let limitsKeys = ["maxLifetime", "allocationsPerUser", "permissionsPerAllocation", "channelsPerAllocation"]
     static let listenerKeys = ["transport", "address", "port"]
     static let relayKeys = ["ipv4", "ipv6", "externalIPv4", "externalIPv6", "portRange"]
     static let authKeys = ["users", "secrets"]
@@ -76,6 +77,7 @@ extension TernConfig {
         if let n = obj["peers"] { config.peers = try parsePeers(n) }
         if let n = obj["admin"] { config.admin = try parseAdmin(n) }
         if let n = obj["log"] { config.log = try parseLog(n) }
+        if let n = obj["limits"] { config.limits = try parseLimits(n) }
         return config
     }
 
@@ -198,6 +200,16 @@ extension TernConfig {
         if let p = obj["port"] { admin.port = UInt16(try p.integer(in: 0...65535)) }
         if let t = obj.nonNull("token") { admin.token = try t.nonEmptyString("a non-empty string or null") }
         return admin
+    }
+
+    static func parseLimits(_ n: JSONNode) throws(ConfigError) -> LimitsConfig {
+        let obj = try n.object(known: limitsKeys)
+        var limits = LimitsConfig()
+        if let v = obj["maxLifetime"] { limits.maxLifetime = try v.integer(in: 600...86_400) }
+        if let v = obj["allocationsPerUser"] { limits.allocationsPerUser = try v.integer(in: 1...1_000_000) }
+        if let v = obj["permissionsPerAllocation"] { limits.permissionsPerAllocation = try v.integer(in: 1...10_000) }
+        if let v = obj["channelsPerAllocation"] { limits.channelsPerAllocation = try v.integer(in: 1...16_384) }
+        return limits
     }
 
     static func parseLog(_ n: JSONNode) throws(ConfigError) -> LogConfig {

@@ -16,6 +16,7 @@ public struct TernConfig: Sendable, Equatable {
     public var peers: PeerConfig
     public var admin: AdminConfig
     public var log: LogConfig
+    public var limits: LimitsConfig = LimitsConfig()
 
     public static let defaultRealm = "tern"
 

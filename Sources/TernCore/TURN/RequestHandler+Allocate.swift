@@ -97,7 +97,7 @@ extension RequestHandler {
         if tokenValue == nil && !familyEnabled(family) { return fail(440) }
 
         // Quota (486) before any socket is opened.
-        guard turn.shared.reserveAllocation(for: auth.username, limit: turn.settings.maxAllocationsPerUser) else {
+        guard turn.shared.reserveAllocation(for: Self.userKey(auth.username), limit: turn.settings.maxAllocationsPerUser) else {
             return fail(486)
         }
         var relays: [RelaySlot] = []
@@ -109,13 +109,13 @@ extension RequestHandler {
         }
         if let tokenValue {
             guard tokenValue.count == 8 else {
-                turn.shared.releaseAllocation(for: auth.username)
+                turn.shared.releaseAllocation(for: Self.userKey(auth.username))
                 return fail(400, "Bad RESERVATION-TOKEN")
             }
             var token: UInt64 = 0
             for b in tokenValue { token = token << 8 | UInt64(b) }
             guard let reserved = turn.shared.takeReservation(token) else {
-                turn.shared.releaseAllocation(for: auth.username)
+                turn.shared.releaseAllocation(for: Self.userKey(auth.username))
                 return fail(508, "Reservation not found")
             }
             let opened = relayIO.adoptReserved(reserved, dontFragment: dontFragment)
@@ -128,7 +128,7 @@ extension RequestHandler {
                     reservationToken = turn.shared.addReservation(next, expiry: now + UInt64(turn.settings.reservationLifetime))
                 }
             case .failure(let e):
-                turn.shared.releaseAllocation(for: auth.username)
+                turn.shared.releaseAllocation(for: Self.userKey(auth.username))
                 return fail(e == .familyUnavailable ? 440 : 508)
             }
             if let additional {
@@ -164,7 +164,7 @@ extension RequestHandler {
         guard case .reply(let n) = result else {
             // Could not even encode the answer: undo everything.
             for r in relays { relayIO.closeRelay(r.handle) }
-            turn.shared.releaseAllocation(for: auth.username)
+            turn.shared.releaseAllocation(for: Self.userKey(auth.username))
             return result
         }
         allocation.allocateResponse = Array(UnsafeRawBufferPointer(rebasing: response[0..<n]))
@@ -196,7 +196,7 @@ extension RequestHandler {
     func deallocate(_ allocation: Allocation, expired: Bool) {
         allocations.remove(allocation)
         for r in allocation.relays { relayIO?.closeRelay(r.handle) }
-        turn?.shared.releaseAllocation(for: allocation.username)
+        turn?.shared.releaseAllocation(for: Self.userKey(allocation.username))
         let c = allocation.counters
         turnCounters.endedTotals.add(c)
         endedByUser[Self.userKey(allocation.username), default: AllocationCounters()].add(c)
