@@ -12,6 +12,7 @@ import Testing
 func withTurnServer<R>(allow: [String] = ["127.0.0.0/8", "::1/128"], deny: [String] = [],
                        portRange: ClosedRange<UInt16> = 62000...62999,
                        relayIPv6: IPAddress? = .loopbackV6,
+                       limits: StreamLimits = StreamLimits(),
                        settings: (inout TurnSettings) -> Void = { _ in },
                        _ body: (Server, TransportAddress) throws -> R) throws -> R {
     var turnSettings = TurnSettings()
@@ -25,12 +26,19 @@ func withTurnServer<R>(allow: [String] = ["127.0.0.0/8", "::1/128"], deny: [Stri
         settings: turnSettings)
     var logger = Logger(label: "tern.test")
     logger.logLevel = .warning
-    let server = Server(listeners: [ListenerSpec(transport: .udp, address: v4), ListenerSpec(transport: .udp, address: v6)],
+    let server = Server(listeners: [ListenerSpec(transport: .udp, address: v4), ListenerSpec(transport: .udp, address: v6),
+                                    ListenerSpec(transport: .tcp, address: v4)],
                         workerCount: 2, handlerConfiguration: HandlerConfiguration(software: "Tern test", turn: context),
-                        relay: RelayAddresses(ipv4: .loopbackV4, ipv6: relayIPv6, portRange: portRange), logger: logger)
+                        relay: RelayAddresses(ipv4: .loopbackV4, ipv6: relayIPv6, portRange: portRange),
+                        limits: limits, logger: logger)
     let bound = try server.start()
     defer { server.stop() }
     return try body(server, bound[0].address)
+}
+
+/// The TCP listener of a `withTurnServer` server (same port numbering as its UDP one is not implied).
+func tcpAddress(_ server: Server) -> TransportAddress? {
+    server.bound.first { $0.transport == .tcp }?.address
 }
 
 func relayedAddresses(_ m: Message) -> [TransportAddress] {
@@ -349,6 +357,109 @@ struct TurnUserCounterTests {
             #expect(totals.map(\.allocations).reduce(0, +) == 0)
             #expect(totals.map(\.traffic.bytesToPeer).reduce(0, +) == 4)
             #expect(totals.map(\.traffic.packetsToPeer).reduce(0, +) == 1)
+        }
+    }
+}
+
+@Suite("TURN over TCP client connections (RFC 8656 section 3.1), UDP relays")
+struct TurnOverTCPTests {
+    @Test("Allocate over TCP; Send/Data and padded ChannelData relay both ways")
+    func relayOverTCP() throws {
+        try withTurnServer { server, _ in
+            let address = try #require(tcpAddress(server))
+            let client = try TurnTestClient(server: address, username: "alice", password: "wonderland", transport: .tcp)
+            let peer = try TestPeer()
+            defer { peer.close() }
+            let allocated = try client.allocate()
+            let relay = try #require(relayedAddresses(allocated).first, "\(allocated)")
+            #expect(try client.request(.createPermission, [.xorPeerAddress(peer.address)]).type.messageClass == .successResponse)
+            client.sendIndication(to: peer.address, [1, 2, 3])
+            let got = try #require(peer.receive())
+            #expect(got.data == [1, 2, 3])
+            #expect(got.from == relay)  // the relay is UDP whatever the client transport
+            peer.send([4, 5, 6, 7, 8], to: relay)
+            let back = try #require(client.receiveRelayed())
+            #expect(back.peer == peer.address)
+            #expect(back.data == [4, 5, 6, 7, 8])
+            #expect(try client.request(.channelBind, [.channelNumber(0x4001), .xorPeerAddress(peer.address)]).type.messageClass == .successResponse)
+            client.sendChannelData(0x4001, [9, 9, 9])  // 3 bytes + 1 byte padding on the stream
+            #expect(peer.receive()?.data == [9, 9, 9])
+            peer.send([1], to: relay)
+            let framed = try #require(client.receiveRelayed())
+            #expect(framed.channel == 0x4001)
+            #expect(framed.data == [1])
+            // The next frame is read correctly after the padded one.
+            peer.send([2, 2], to: relay)
+            #expect(client.receiveRelayed()?.data == [2, 2])
+        }
+    }
+
+    @Test("Closing the connection ends its allocation and closes the relay socket")
+    func closeEndsAllocation() throws {
+        try withTurnServer { server, _ in
+            let address = try #require(tcpAddress(server))
+            var client: TurnTestClient? = try TurnTestClient(server: address, username: "alice", password: "wonderland", transport: .tcp)
+            #expect(try client?.allocate().type.messageClass == .successResponse)
+            #expect(server.stats().allocations == 1)
+            client = nil  // closes the socket
+            var live = 1
+            var sockets = 1
+            for _ in 0..<300 where live > 0 || sockets > 0 {
+                let s = server.stats()
+                live = s.allocations
+                sockets = s.relaySockets
+                if live > 0 || sockets > 0 { usleep(10_000) }
+            }
+            #expect(live == 0)
+            #expect(sockets == 0)
+            #expect(server.stats().allocationsDeleted == 1)
+        }
+    }
+
+    @Test("A client that stops reading loses relayed datagrams, not memory; others keep flowing")
+    func slowReader() throws {
+        var limits = StreamLimits()
+        limits.maxQueuedBytes = 64 * 1024
+        try withTurnServer(limits: limits) { server, _ in
+            let address = try #require(tcpAddress(server))
+            let slow = try TurnTestClient(server: address, username: "alice", password: "wonderland", transport: .tcp)
+            // A small receive buffer so the kernel's own buffering does not hide the queue.
+            var small: Int32 = 4096
+            setsockopt(slow.socket.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+            let relay = try #require(relayedAddresses(try slow.allocate()).first)
+            let flooder = try TestPeer()
+            defer { flooder.close() }
+            #expect(try slow.request(.createPermission, [.xorPeerAddress(flooder.address)]).type.messageClass == .successResponse)
+            // A well-behaved UDP client and its peer beside it.
+            let good = try TurnTestClient(server: try #require(server.bound.first { $0.transport == .udp }?.address),
+                                          username: "bob", password: "builder")
+            let goodRelay = try #require(relayedAddresses(try good.allocate()).first)
+            let goodPeer = try TestPeer()
+            defer { goodPeer.close() }
+            #expect(try good.request(.createPermission, [.xorPeerAddress(goodPeer.address)]).type.messageClass == .successResponse)
+            // 20 MB towards the client that never reads: far more than any buffer on the way.
+            let chunk = [UInt8](repeating: 0x5A, count: 1000)
+            for i in 0..<20_000 {
+                flooder.send(chunk, to: relay)
+                if i % 2000 == 0 { usleep(1000) }
+            }
+            var dropped: UInt64 = 0
+            for _ in 0..<300 where dropped == 0 {
+                dropped = server.stats().io.streamRelayDropped
+                if dropped == 0 { usleep(10_000) }
+            }
+            #expect(dropped > 0)
+            // The slow client's connection is still there, and its allocation too.
+            #expect(server.stats().allocations == 2)
+            #expect(server.stats().io.tcpClosedSlowReader == 0)
+            // Meanwhile the other client's traffic flows.
+            for n in 0..<20 {
+                goodPeer.send([UInt8(n)], to: goodRelay)
+                #expect(good.receiveRelayed()?.data == [UInt8(n)])
+            }
+            // And the slow client, once it reads, still gets complete frames.
+            let frame = try #require(slow.receiveRelayed())
+            #expect(frame.data == chunk)
         }
     }
 }

@@ -15,8 +15,12 @@ final class TurnTestClient {
     var useSHA256 = false
     var useUserhash = false
 
-    init(server: TransportAddress, username: String, password: String, timeoutMs: Int = 2000) throws {
-        socket = try TestSocket.connect(.udp, to: server, timeoutMs: timeoutMs)
+    let kind: TestSocket.Kind
+
+    init(server: TransportAddress, username: String, password: String, transport: TestSocket.Kind = .udp,
+         timeoutMs: Int = 2000) throws {
+        kind = transport
+        socket = try TestSocket.connect(transport, to: server, timeoutMs: timeoutMs)
         self.username = username
         self.password = password
     }
@@ -72,10 +76,20 @@ final class TurnTestClient {
         socket.send(bytes)
         let id = try Message.decode(bytes, verifyFingerprint: false).transactionID
         for _ in 0..<20 {
-            guard let reply = socket.receive() else { break }
+            guard let reply = receiveOne() else { break }
             if let m = try? Message.decode(reply), m.transactionID == id { return m }
         }
         throw TestFailure("no response to \(id)")
+    }
+
+    /// One datagram, or one frame from the stream (STUN by its length, ChannelData padded to 4).
+    func receiveOne() -> [UInt8]? {
+        guard kind == .tcp else { return socket.receive() }
+        guard let head = socket.receiveExactly(4) else { return nil }
+        let length = Int(head[2]) << 8 | Int(head[3])
+        let rest = head[0] & 0xC0 == 0x40 ? (length + 3) & ~3 : length + 16
+        guard let body = socket.receiveExactly(rest) else { return nil }
+        return head + body
     }
 
     func allocate(_ extra: [Attribute] = []) throws -> Message {
@@ -89,14 +103,15 @@ final class TurnTestClient {
 
     func sendChannelData(_ channel: UInt16, _ data: [UInt8]) {
         var out = [UInt8](repeating: 0, count: data.count + 8)
-        let n = out.withUnsafeMutableBytes { (try? ChannelData.write(channel: channel, payload: data, into: $0, padded: false)) ?? 0 }
+        let padded = kind == .tcp  // RFC 8656 section 12.5: padded to 4 on streams
+        let n = out.withUnsafeMutableBytes { (try? ChannelData.write(channel: channel, payload: data, into: $0, padded: padded)) ?? 0 }
         socket.send(Array(out[0..<n]))
     }
 
     /// The next datagram from the server: a Data indication or ChannelData.
     func receiveRelayed() -> (peer: TransportAddress?, channel: UInt16?, data: [UInt8])? {
         for _ in 0..<20 {
-            guard let bytes = socket.receive() else { return nil }
+            guard let bytes = receiveOne() else { return nil }
             if let first = bytes.first, first & 0xC0 == 0x40 {
                 let parsed = bytes.withUnsafeBytes { b -> (UInt16, [UInt8])? in
                     guard let p = try? ChannelData.parse(b) else { return nil }

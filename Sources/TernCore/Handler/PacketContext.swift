@@ -24,14 +24,18 @@ public struct PacketContext: Sendable {
     /// The local address the packet arrived on (from IP_PKTINFO for wildcard UDP sockets).
     public var local: TransportAddress
     public var transport: ClientTransport
-    /// The worker-local index of the socket it arrived on, for sending back to the client later.
+    /// The worker-local index of the UDP socket it arrived on, for sending back to the client later.
     public var socket: Int
+    /// The worker-local id of the stream connection it arrived on (0 for datagrams).
+    public var connection: UInt64
 
-    public init(client: TransportAddress, local: TransportAddress, transport: ClientTransport, socket: Int = 0) {
+    public init(client: TransportAddress, local: TransportAddress, transport: ClientTransport, socket: Int = 0,
+                connection: UInt64 = 0) {
         self.client = client
         self.local = local
         self.transport = transport
         self.socket = socket
+        self.connection = connection
     }
 }
 

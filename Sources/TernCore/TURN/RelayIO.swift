@@ -40,12 +40,15 @@ public enum RelayOpenError: Error, Sendable, Equatable {
 
 /// Where replies to a client go: which of the worker's client-facing sockets, and which addresses.
 public struct ClientRoute: Hashable, Sendable {
-    /// The worker-local index of the client-facing socket (a UDP endpoint).
+    /// The worker-local index of the client-facing UDP socket (datagram clients).
     public var socket: Int
+    /// The worker-local id of the client's stream connection; 0 for datagram clients.
+    public var connection: UInt64
     public var client: TransportAddress
     public var local: TransportAddress
-    public init(socket: Int, client: TransportAddress, local: TransportAddress) {
+    public init(socket: Int, connection: UInt64 = 0, client: TransportAddress, local: TransportAddress) {
         self.socket = socket
+        self.connection = connection
         self.client = client
         self.local = local
     }

@@ -52,8 +52,9 @@ extension RequestHandler {
         func fail(_ code: Int, _ reason: StaticString? = nil) -> HandlerResult {
             authenticatedResponse(reader, auth: auth, errorCode: code, reason: reason, response: response)
         }
-        guard context.transport == .udp, let relayIO else {
-            // TURN over TCP/TLS client connections arrive with the stream-transport work.
+        // RFC 8656 section 3.1: the client may reach the server over UDP or TCP (TLS and DTLS with the
+        // secure-transport work); the relay side stays UDP whatever the client transport (section 2.1).
+        guard context.transport == .udp || context.transport == .tcp, let relayIO else {
             return fail(400, "Allocations over this transport are not supported yet")
         }
         // REQUESTED-TRANSPORT is mandatory; only UDP (17) relaying for now (442 otherwise).
@@ -148,7 +149,8 @@ extension RequestHandler {
             ?? turn.settings.defaultLifetime
         let allocation = Allocation(
             id: turn.shared.makeID(), fiveTuple: tuple,
-            route: ClientRoute(socket: context.socket, client: context.client, local: context.local),
+            route: ClientRoute(socket: context.socket, connection: context.connection,
+                               client: context.client, local: context.local),
             username: auth.username, key: auth.key, algorithm: auth.algorithm, relays: relays,
             expiry: now + UInt64(lifetime), dontFragment: dontFragment, transaction: reader.transactionID, now: now)
         let result = authenticatedResponse(reader, auth: auth, response: response) { w throws(STUNEncodeError) in
@@ -258,6 +260,13 @@ extension RequestHandler {
         }
         for a in ended { deallocate(a, expired: true) }
         for r in turn.shared.expiredReservations(now: now) { relayIO?.discardReserved(r) }
+    }
+
+    /// RFC 8656 section 3.1 / RFC 6062 section 5.1: an allocation made over a stream connection lives
+    /// only as long as that connection. Called by the event loop when it closes.
+    public func streamClosed(client: TransportAddress, local: TransportAddress, transport: ClientTransport) {
+        let tuple = FiveTuple(client: client, server: local, transport: transport)
+        if let a = allocations.allocation(for: tuple) { deallocate(a, expired: false) }
     }
 
     /// Ends every allocation (shutdown).

@@ -18,6 +18,9 @@ public final class Worker: @unchecked Sendable {
     var udpEndpoints: [UDPEndpoint] = []
     var tcpListeners: [TCPListener] = []
     var connections: [Int32: TCPConnection] = [:]
+    /// The same connections by their worker-local id (what a stream allocation's route names).
+    var connectionsByID: [UInt64: TCPConnection] = [:]
+    private var lastConnectionID: UInt64 = 0
     var relays: [Int32: RelaySocket] = [:]
     /// One recvmmsg/sendmmsg batch for every UDP socket of this worker: handlers run one at a time
     /// on the queue, so one set of buffers serves them all (64 x 4 KiB each way).
@@ -43,6 +46,11 @@ public final class Worker: @unchecked Sendable {
         self.logger = logger
         self.streamResponse = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536 + 64, alignment: 16)
         handler.relayIO = self
+    }
+
+    func nextConnectionID() -> UInt64 {
+        lastConnectionID &+= 1
+        return lastConnectionID
     }
 
     /// Starts the once-a-second tick that advances the handler's clocks and expires allocations,
@@ -99,6 +107,8 @@ public struct IOStats: Sendable, Equatable {
     public var tcpClosedMalformed: UInt64 = 0
     /// Stream connections closed because the client stopped reading and the write queue filled.
     public var tcpClosedSlowReader: UInt64 = 0
+    /// Relayed datagrams not queued for a stream client whose queue was half full.
+    public var streamRelayDropped: UInt64 = 0
     public var acceptErrors: UInt64 = 0
     public var socketErrors: UInt64 = 0
 
@@ -117,6 +127,7 @@ public struct IOStats: Sendable, Equatable {
         s.tcpClosed = a.tcpClosed &+ b.tcpClosed
         s.tcpClosedMalformed = a.tcpClosedMalformed &+ b.tcpClosedMalformed
         s.tcpClosedSlowReader = a.tcpClosedSlowReader &+ b.tcpClosedSlowReader
+        s.streamRelayDropped = a.streamRelayDropped &+ b.streamRelayDropped
         s.acceptErrors = a.acceptErrors &+ b.acceptErrors
         s.socketErrors = a.socketErrors &+ b.socketErrors
         return s

@@ -80,6 +80,12 @@ final class RelaySocket {
                 case .drop:
                     continue
                 case .forward(let route, let length):
+                    if route.connection != 0 {
+                        // A stream client: straight onto its connection (bounded queue, see sendRelayed).
+                        worker.connectionsByID[route.connection]?
+                            .sendRelayed(UnsafeRawBufferPointer(rebasing: batch.sendSlot(out)[0..<length]))
+                        continue
+                    }
                     guard route.socket < worker.udpEndpoints.count else { continue }
                     batch.prepareSend(out, to: route.client, length: length,
                                       source: worker.udpEndpoints[route.socket].isWildcard ? route.local : nil,

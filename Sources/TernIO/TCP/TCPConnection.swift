@@ -23,6 +23,9 @@ final class TCPConnection {
     }
 
     let fd: Int32
+    /// Worker-local id: a stream allocation's route names its connection by this, never by the fd
+    /// (a descriptor number is reused as soon as it is closed).
+    let id: UInt64
     let client: TransportAddress
     let local: TransportAddress
     let transport: ClientTransport
@@ -47,6 +50,7 @@ final class TCPConnection {
 
     init(fd: Int32, client: TransportAddress, local: TransportAddress, transport: ClientTransport, worker: Worker) {
         self.fd = fd
+        self.id = worker.nextConnectionID()
         self.client = client
         self.local = local
         self.transport = transport
@@ -121,8 +125,10 @@ final class TCPConnection {
         while !closed {
             let available = inputCount - start
             let length: Int
+            // Channel numbers of RFC 5766's wider range frame too; the handler decides what it accepts.
             let frame = input.withUnsafeBytes { buf in
-                StreamFrame.frameLength(UnsafeRawBufferPointer(rebasing: buf[start..<inputCount]))
+                StreamFrame.frameLength(UnsafeRawBufferPointer(rebasing: buf[start..<inputCount]),
+                                        channels: ChannelData.rfc5766Channels)
             }
             switch frame {
             case .needMore:
@@ -142,7 +148,7 @@ final class TCPConnection {
                 }
                 break
             }
-            let context = PacketContext(client: client, local: local, transport: transport)
+            let context = PacketContext(client: client, local: local, transport: transport, connection: id)
             let result = input.withUnsafeBytes { buf in
                 worker.handler.handle(UnsafeRawBufferPointer(rebasing: buf[start..<(start + length)]),
                                       context: context, response: worker.streamResponse)
@@ -173,6 +179,18 @@ final class TCPConnection {
     }
 
     // MARK: writing with back-pressure
+
+    /// Relayed peer data for this client: like `send`, but dropped (and counted) rather than queued
+    /// once half the queue bound is in use. A client that reads slowly loses datagrams, as it would
+    /// over UDP, and keeps its connection; its queue cannot grow past the bound.
+    func sendRelayed(_ bytes: UnsafeRawBufferPointer) {
+        guard !closed else { return }
+        if output.count - outputOffset > worker.limits.maxQueuedBytes / 2 {
+            worker.stats.streamRelayDropped &+= 1
+            return
+        }
+        send(bytes)
+    }
 
     /// Sends `bytes` now if nothing is queued ahead of them, queueing what the kernel does not take.
     func send(_ bytes: UnsafeRawBufferPointer) {
@@ -246,6 +264,10 @@ final class TCPConnection {
         closed = true
         worker.stats.tcpClosed &+= 1
         worker.logger.debug("tcp connection closed", metadata: ["client": "\(client)", "reason": "\(reason.rawValue)"])
+        // An allocation made over this connection ends with it (RFC 8656 section 3.1).
+        worker.handler.streamClosed(client: client, local: local, transport: transport)
+        output = []
+        outputOffset = 0
         readSource?.cancel()
         if let ws = writeSource {
             ws.cancel()
@@ -264,6 +286,7 @@ final class TCPConnection {
         readSource = nil
         writeSource = nil
         worker.connections[fd] = nil
+        worker.connectionsByID[id] = nil
         worker.closing.leave()
     }
 }

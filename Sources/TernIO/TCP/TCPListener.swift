@@ -59,6 +59,7 @@ final class TCPListener {
                     let connection = TCPConnection(fd: cfd, client: peer.transportAddress, local: local,
                                                    transport: .tcp, worker: worker)
                     worker.connections[cfd] = connection
+                    worker.connectionsByID[connection.id] = connection
                     connection.start()
                 }
             } catch {
