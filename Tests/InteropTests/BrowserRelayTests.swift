@@ -11,29 +11,30 @@ struct BrowserRelayTests {
     static let config = """
     {
       "realm": "tern.test",
-      "listeners": [{"transport": "udp", "address": "127.0.0.1", "port": 0}],
+      "listeners": [{"transport": "udp", "address": "127.0.0.1", "port": 0},
+                    {"transport": "tcp", "address": "127.0.0.1", "port": 0}],
       "relay": {"ipv4": "127.0.0.1", "portRange": [64000, 64999]},
       "auth": {"users": {"alice": "wonderland"}, "secrets": ["s3cret"]},
       "peers": {"allow": ["127.0.0.0/8"]}
     }
     """
 
-    /// Starts tern with `config` and returns it with its UDP listener's port.
-    static func startTern() throws -> (TernProcess, UInt16) {
+    /// Starts tern with `config` and returns it with its UDP (or TCP) listener's port.
+    static func startTern(transport: String = "udp") throws -> (TernProcess, UInt16) {
         let tern = try TernProcess(config: config)
         guard tern.waitForLog("tern listening") else {
             _ = tern.terminate()
             throw BrowserHarnessError("tern did not start: \(tern.stderr)")
         }
-        guard let udp = tern.boundListeners().first(where: { $0.transport == "udp" }) else {
+        guard let udp = tern.boundListeners().first(where: { $0.transport == transport }) else {
             _ = tern.terminate()
             throw BrowserHarnessError("tern logged no UDP listener: \(tern.stderr)")
         }
         return (tern, udp.address.port)
     }
 
-    static func iceServers(port: UInt16, username: String, credential: String) throws -> String {
-        let server: [String: Any] = ["urls": "turn:127.0.0.1:\(port)?transport=udp", "username": username, "credential": credential]
+    static func iceServers(port: UInt16, username: String, credential: String, transport: String = "udp") throws -> String {
+        let server: [String: Any] = ["urls": "turn:127.0.0.1:\(port)?transport=\(transport)", "username": username, "credential": credential]
         return String(decoding: try JSONSerialization.data(withJSONObject: [server]), as: UTF8.self)
     }
 
@@ -61,6 +62,16 @@ struct BrowserRelayTests {
         defer { _ = tern.terminate() }
         let r = try BrowserHarness.runRelayTest(
             iceServers: try Self.iceServers(port: port, username: "alice", credential: "wonderland"), timeout: 30)
+        Self.expectRelayed(r, tern: tern)
+    }
+
+    @Test("TURN over TCP (?transport=tcp): data channel and video flow relay-to-relay",
+          .timeLimit(.minutes(1)))
+    func overTCP() throws {
+        let (tern, port) = try Self.startTern(transport: "tcp")
+        defer { _ = tern.terminate() }
+        let r = try BrowserHarness.runRelayTest(
+            iceServers: try Self.iceServers(port: port, username: "alice", credential: "wonderland", transport: "tcp"), timeout: 30)
         Self.expectRelayed(r, tern: tern)
     }
 

@@ -32,7 +32,8 @@ struct TurnClientInteropTests {
       "workers": 2,
       "listeners": [
         {"transport": "udp", "address": "127.0.0.1", "port": 0},
-        {"transport": "udp", "address": "::1", "port": 0}
+        {"transport": "udp", "address": "::1", "port": 0},
+        {"transport": "tcp", "address": "127.0.0.1", "port": 0}
       ],
       "relay": {"ipv4": "127.0.0.1", "ipv6": "::1", "portRange": [61000, 61999]},
       "auth": {"users": {"alice": "wonderland"}, "secrets": ["s3cret"]},
@@ -56,7 +57,7 @@ struct TurnClientInteropTests {
         return (sent, lost)
     }
 
-    @Test("Zero loss over channels, Send indications, IPv6 relays, shared secrets, dual allocations and DONT-FRAGMENT",
+    @Test("Zero loss over channels, Send indications, IPv6 relays, shared secrets, dual allocations, DONT-FRAGMENT and TCP",
           arguments: [
             ["-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
             ["-s", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
@@ -66,12 +67,15 @@ struct TurnClientInteropTests {
             ["-Z", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
             ["-g", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
             ["-y", "-u", "alice", "-w", "wonderland"],
+            ["-t", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
+            ["-t", "-s", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
           ])
     func relay(_ options: [String]) throws {
         let tern = try TernProcess(config: Self.config)
         defer { _ = tern.terminate() }
         #expect(tern.waitForLog("tern listening"), "tern did not start: \(tern.stderr)")
-        let server = try #require(tern.boundListeners().first { $0.address.ip == .loopbackV4 })
+        let transport = options.contains("-t") ? "tcp" : "udp"
+        let server = try #require(tern.boundListeners().first { $0.address.ip == .loopbackV4 && $0.transport == transport })
         let peerPort = Self.freeUDPPort()
         let peer = Process()
         peer.executableURL = URL(fileURLWithPath: Self.peerTool)
