@@ -65,6 +65,14 @@ final class ServerRunner {
             settings: turn)
     }
 
+    static func streamLimits(_ limits: LimitsConfig) -> StreamLimits {
+        var s = StreamLimits()
+        s.idleTimeout = UInt64(limits.streamIdleTimeout)
+        s.connectionsPerIP = limits.connectionsPerIP
+        s.maxQueuedBytes = limits.streamQueueBytes
+        return s
+    }
+
     func run() throws -> Never {
         let workerCount = settings.workers ?? max(1, ProcessInfo.processInfo.activeProcessorCount)
         let specs = settings.listeners.map { l -> ListenerSpec in
@@ -83,6 +91,7 @@ final class ServerRunner {
                             handlerConfiguration: HandlerConfiguration(software: settings.software, turn: Self.turnContext(settings)),
                             relay: RelayAddresses(ipv4: settings.relay.ipv4, ipv6: settings.relay.ipv6,
                                                   portRange: settings.relay.portRange),
+                            limits: Self.streamLimits(settings.limits),
                             logger: logger)
         let bound: [BoundListener]
         do {

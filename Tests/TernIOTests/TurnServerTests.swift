@@ -463,3 +463,52 @@ struct TurnOverTCPTests {
         }
     }
 }
+
+@Suite("Stream connection limits")
+struct StreamLimitTests {
+    @Test("Connections past the per-IP cap are closed at accept; a freed slot is reusable")
+    func perIPCap() throws {
+        var limits = StreamLimits()
+        limits.connectionsPerIP = 2
+        try withServer([ListenerSpec(transport: .tcp, address: v4)], limits: limits) { server, bound in
+            let a = try TestSocket.connect(.tcp, to: bound[0].address)
+            let b = try TestSocket.connect(.tcp, to: bound[0].address)
+            for s in [a, b] {
+                s.send(bindingRequest())
+                #expect(s.receiveSTUNFromStream() != nil)
+            }
+            let c = try TestSocket.connect(.tcp, to: bound[0].address)
+            #expect(c.peerClosed())
+            c.close()
+            #expect(server.stats().io.tcpRefusedPerIP == 1)
+            a.close()
+            var open = 2
+            for _ in 0..<300 where open > 1 {
+                open = server.stats().connections
+                if open > 1 { usleep(10_000) }
+            }
+            let d = try TestSocket.connect(.tcp, to: bound[0].address)
+            defer { d.close(); b.close() }
+            d.send(bindingRequest())
+            #expect(d.receiveSTUNFromStream() != nil)
+        }
+    }
+
+    @Test("Idle connections without an allocation are closed; one with an allocation stays")
+    func idle() throws {
+        try withTurnServer { server, _ in
+            let address = try #require(tcpAddress(server))
+            let idle = try TestSocket.connect(.tcp, to: address)
+            defer { idle.close() }
+            let busy = try TurnTestClient(server: address, username: "alice", password: "wonderland", transport: .tcp)
+            #expect(try busy.allocate().type.messageClass == .successResponse)
+            server.advanceClocks(by: 30)
+            #expect(server.stats().io.tcpClosedIdle == 0)
+            server.advanceClocks(by: 61)
+            #expect(idle.peerClosed())
+            #expect(server.stats().io.tcpClosedIdle == 1)
+            #expect(server.stats().allocations == 1)
+            #expect(try busy.request(.refresh, []).type.messageClass == .successResponse)
+        }
+    }
+}

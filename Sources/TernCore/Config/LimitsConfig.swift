@@ -8,6 +8,13 @@ public struct LimitsConfig: Sendable, Equatable {
     /// Permissions (peer IPs) and channels one allocation may hold (508 past them).
     public var permissionsPerAllocation: Int = 64
     public var channelsPerAllocation: Int = 64
+    /// Seconds a TCP/TLS connection may stay silent without an allocation before it is closed.
+    public var streamIdleTimeout: Int = 60
+    /// TCP/TLS connections one client IP may hold at once.
+    public var connectionsPerIP: Int = 64
+    /// Bytes queued for a stream client that is not reading; relayed data beyond half of it is
+    /// dropped, and a connection whose responses alone pass it is closed.
+    public var streamQueueBytes: Int = 262_144
 
     public init() {}
 }

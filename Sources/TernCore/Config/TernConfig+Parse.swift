@@ -4,7 +4,8 @@ import STUN
 
 extension TernConfig {
     static let topLevelKeys = ["realm", "software", "workers", "listeners", "relay", "auth", "peers", "admin", "log", "limits"]
-    static let limitsKeys = ["maxLifetime", "allocationsPerUser", "permissionsPerAllocation", "channelsPerAllocation"]
+    static let limitsKeys = ["maxLifetime", "allocationsPerUser", "permissionsPerAllocation", "channelsPerAllocation",
+                             "streamIdleTimeout", "connectionsPerIP", "streamQueueBytes"]
     static let listenerKeys = ["transport", "address", "port"]
     static let relayKeys = ["ipv4", "ipv6", "externalIPv4", "externalIPv6", "portRange"]
     static let authKeys = ["users", "secrets"]
@@ -209,6 +210,9 @@ extension TernConfig {
         if let v = obj["allocationsPerUser"] { limits.allocationsPerUser = try v.integer(in: 1...1_000_000) }
         if let v = obj["permissionsPerAllocation"] { limits.permissionsPerAllocation = try v.integer(in: 1...10_000) }
         if let v = obj["channelsPerAllocation"] { limits.channelsPerAllocation = try v.integer(in: 1...16_384) }
+        if let v = obj["streamIdleTimeout"] { limits.streamIdleTimeout = try v.integer(in: 5...86_400) }
+        if let v = obj["connectionsPerIP"] { limits.connectionsPerIP = try v.integer(in: 1...1_000_000) }
+        if let v = obj["streamQueueBytes"] { limits.streamQueueBytes = try v.integer(in: 16_384...67_108_864) }
         return limits
     }
 

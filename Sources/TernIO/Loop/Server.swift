@@ -53,9 +53,10 @@ public final class Server: @unchecked Sendable {
         self.listeners = listeners
         self.logger = logger
         self.handlerConfiguration = handlerConfiguration
+        let limiter = ConnectionLimiter(limit: limits.connectionsPerIP)
         self.workers = (0..<workerCount).map {
             Worker(index: $0, handler: RequestHandler(configuration: handlerConfiguration), limits: limits,
-                   relayAddresses: relay, logger: logger)
+                   relayAddresses: relay, connectionLimiter: limiter, logger: logger)
         }
     }
 
@@ -209,6 +210,11 @@ public final class Server: @unchecked Sendable {
             }
         }
         return total
+    }
+
+    /// Runs every worker's tick as if `seconds` had passed (tests: timers without waiting).
+    func advanceClocks(by seconds: UInt64) {
+        for w in workers { w.queue.sync { w.tick(offset: seconds) } }
     }
 
     /// Runs `body` on every worker's queue with its handler (tests and the admin endpoint).

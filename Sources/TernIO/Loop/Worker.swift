@@ -26,6 +26,7 @@ public final class Worker: @unchecked Sendable {
     /// on the queue, so one set of buffers serves them all (64 x 4 KiB each way).
     let batch = DatagramBatch(count: 64, slotSize: 4096)
     let relayAddresses: RelayAddresses
+    let connectionLimiter: ConnectionLimiter
     private var ticker: DispatchSourceTimer?
     /// Descriptors whose sources are cancelled but whose cancel handlers have not yet run.
     let closing = DispatchGroup()
@@ -35,8 +36,10 @@ public final class Worker: @unchecked Sendable {
     /// queue (or written at once), so one buffer per worker serves every connection.
     let streamResponse: UnsafeMutableRawBufferPointer
 
-    init(index: Int, handler: RequestHandler, limits: StreamLimits, relayAddresses: RelayAddresses, logger: Logger) {
+    init(index: Int, handler: RequestHandler, limits: StreamLimits, relayAddresses: RelayAddresses,
+         connectionLimiter: ConnectionLimiter, logger: Logger) {
         self.index = index
+        self.connectionLimiter = connectionLimiter
         self.relayAddresses = relayAddresses
         self.queue = DispatchQueue(label: "tern.worker.\(index)", qos: .userInitiated)
         self.handler = handler
@@ -65,8 +68,18 @@ public final class Worker: @unchecked Sendable {
         timer.activate()
     }
 
-    private func tick() {
-        handler.tick(monotonic: Clocks.monotonicSeconds(), unix: Clocks.unixSeconds())
+    /// `offset` moves the clocks forward (tests use it instead of waiting for time to pass).
+    func tick(offset: UInt64 = 0) {
+        let now = Clocks.monotonicSeconds() &+ offset
+        handler.tick(monotonic: now, unix: Clocks.unixSeconds() &+ offset)
+        // Idle and half-open stream connections: nothing from the client for `idleTimeout` and no
+        // allocation holding the connection open.
+        for c in connections.values where c.lastActivity &+ limits.idleTimeout <= now {
+            if handler.allocations.allocation(for: FiveTuple(client: c.client, server: c.local, transport: c.transport)) == nil {
+                stats.tcpClosedIdle &+= 1
+                c.close(reason: .idle)
+            }
+        }
     }
 
     deinit {
@@ -110,6 +123,9 @@ public struct IOStats: Sendable, Equatable {
     /// Relayed datagrams not queued for a stream client whose queue was half full.
     public var streamRelayDropped: UInt64 = 0
     public var acceptErrors: UInt64 = 0
+    /// Connections refused at accept because the client IP already had `connectionsPerIP`.
+    public var tcpRefusedPerIP: UInt64 = 0
+    public var tcpClosedIdle: UInt64 = 0
     public var socketErrors: UInt64 = 0
 
     public init() {}
@@ -129,6 +145,8 @@ public struct IOStats: Sendable, Equatable {
         s.tcpClosedSlowReader = a.tcpClosedSlowReader &+ b.tcpClosedSlowReader
         s.streamRelayDropped = a.streamRelayDropped &+ b.streamRelayDropped
         s.acceptErrors = a.acceptErrors &+ b.acceptErrors
+        s.tcpRefusedPerIP = a.tcpRefusedPerIP &+ b.tcpRefusedPerIP
+        s.tcpClosedIdle = a.tcpClosedIdle &+ b.tcpClosedIdle
         s.socketErrors = a.socketErrors &+ b.socketErrors
         return s
     }
@@ -140,6 +158,11 @@ public struct StreamLimits: Sendable {
     public var maxQueuedBytes: Int = 256 * 1024
     /// Upper bound for one framed message (a STUN header plus the 16-bit length's maximum).
     public var maxFrame: Int = 20 + 65_535 + 3
+    /// A connection with no allocation and no bytes from the client for this long is closed
+    /// (idle and half-open connections; a connection's allocation keeps it open while it lives).
+    public var idleTimeout: UInt64 = 60
+    /// Stream connections one client IP may hold at once, across workers.
+    public var connectionsPerIP: Int = 64
 
     public init() {}
 }

@@ -20,6 +20,7 @@ final class TCPConnection {
         case slowReader = "write queue full"
         case error = "socket error"
         case shutdown = "shutdown"
+        case idle = "idle"
     }
 
     let fd: Int32
@@ -45,6 +46,9 @@ final class TCPConnection {
     private var output: [UInt8] = []
     private var outputOffset = 0
 
+    /// Monotonic second of the last bytes from the client (the worker's coarse clock).
+    private(set) var lastActivity: UInt64
+
     private let readChunk = 16 * 1024
     private let maxReadsPerFiring = 32
 
@@ -56,6 +60,7 @@ final class TCPConnection {
         self.transport = transport
         self.worker = worker
         self.input = [UInt8](repeating: 0, count: readChunk)
+        self.lastActivity = worker.handler.now
     }
 
     func start() {
@@ -113,6 +118,7 @@ final class TCPConnection {
                 close(reason: .peerClosed)
                 return
             case .done(let n):
+                lastActivity = worker.handler.now
                 inputCount &+= n
                 worker.stats.bytesReceived &+= UInt64(n)
                 processFrames()
@@ -287,6 +293,7 @@ final class TCPConnection {
         writeSource = nil
         worker.connections[fd] = nil
         worker.connectionsByID[id] = nil
+        worker.connectionLimiter.release(client.ip)
         worker.closing.leave()
     }
 }

@@ -54,6 +54,12 @@ final class TCPListener {
                     return
                 case .done(let (cfd, peer)):
                     accepted &+= 1
+                    let clientAddress = peer.transportAddress
+                    guard worker.connectionLimiter.admit(clientAddress.ip) else {
+                        worker.stats.tcpRefusedPerIP &+= 1
+                        Posix.close(cfd)  // no source was made for it yet
+                        continue
+                    }
                     worker.stats.tcpAccepted &+= 1
                     let local = (try? Posix.localAddress(cfd))?.transportAddress ?? bound
                     let connection = TCPConnection(fd: cfd, client: peer.transportAddress, local: local,

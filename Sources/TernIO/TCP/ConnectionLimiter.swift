@@ -1,0 +1,36 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import STUN
+
+/// Stream connections per client IP, across every worker (SO_REUSEPORT spreads one client's
+/// connections over all of them). Taken once per accept and once per close, never per packet.
+final class ConnectionLimiter: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    private var perIP: [IPAddress: Int] = [:]
+    let limit: Int
+
+    init(limit: Int) {
+        self.limit = limit
+        pthread_mutex_init(&mutex, nil)
+    }
+
+    deinit { pthread_mutex_destroy(&mutex) }
+
+    /// Counts one more connection from `ip` unless it already has `limit`.
+    func admit(_ ip: IPAddress) -> Bool {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        let n = perIP[ip, default: 0]
+        guard n < limit else { return false }
+        perIP[ip] = n + 1
+        return true
+    }
+
+    func release(_ ip: IPAddress) {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        let n = perIP[ip, default: 0] - 1
+        perIP[ip] = n > 0 ? n : nil
+    }
+}
