@@ -512,3 +512,58 @@ struct StreamLimitTests {
         }
     }
 }
+
+@Suite("TURN details: external addresses, DONT-FRAGMENT, nonce expiry")
+struct TurnDetailTests {
+    @Test("XOR-RELAYED-ADDRESS advertises relay.externalIPv4 with the bound port")
+    func externalAddress() throws {
+        try withTurnServer(settings: { $0.externalIPv4 = IPAddress("203.0.113.7") }) { server, address in
+            let client = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+            let relay = try #require(relayedAddresses(try client.allocate()).first)
+            #expect(relay.ip == IPAddress("203.0.113.7"))
+            let bound = server.workers.flatMap { w in w.queue.sync { w.relays.values.map(\.bound) } }
+            #expect(bound.map(\.port) == [relay.port])
+            #expect(bound.first?.ip == .loopbackV4)
+        }
+    }
+
+    @Test("DONT-FRAGMENT sets IP_PMTUDISC_DO on the relay socket")
+    func dontFragment() throws {
+        try withTurnServer { server, address in
+            let client = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+            #expect(try client.allocate([.dontFragment]).type.messageClass == .successResponse)
+            let plain = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+            #expect(try plain.allocate().type.messageClass == .successResponse)
+            var modes: [Int32] = []
+            for w in server.workers {
+                w.queue.sync {
+                    for fd in w.relays.keys {
+                        var mode: Int32 = -1
+                        var len = socklen_t(MemoryLayout<Int32>.size)
+                        getsockopt(fd, Int32(IPPROTO_IP), IP_MTU_DISCOVER, &mode, &len)
+                        modes.append(mode)
+                    }
+                }
+            }
+            #expect(modes.count == 2, "\(modes)")
+            #expect(modes.filter { $0 == Int32(IP_PMTUDISC_DO) }.count == 1, "\(modes)")
+        }
+    }
+
+    @Test("A nonce past its lifetime gets 438 Stale Nonce, then the fresh one works")
+    func nonceExpiry() throws {
+        try withTurnServer { server, address in
+            let client = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+            // A long allocation, so only the nonce (600 s) runs out.
+            #expect(try client.allocate([.lifetime(3600)]).type.messageClass == .successResponse)
+            let before = client.nonce
+            server.advanceClocks(by: 601)
+            let stale = try client.exchange(client.encode(.refresh, [], id: .random()))
+            #expect(stale.errorCode?.code == 438)
+            guard case .nonce(let fresh)? = stale.first(.nonce) else { Issue.record("no nonce"); return }
+            #expect(fresh != before)
+            client.nonce = fresh
+            #expect(try client.exchange(client.encode(.refresh, [], id: .random())).type.messageClass == .successResponse)
+        }
+    }
+}
