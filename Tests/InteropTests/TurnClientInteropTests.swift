@@ -69,12 +69,16 @@ struct TurnClientInteropTests {
             ["-y", "-u", "alice", "-w", "wonderland"],
             ["-t", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
             ["-t", "-s", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
+            // RFC 6062 TCP relaying: Connect, ConnectionAttempt and ConnectionBind between uclient's
+            // own clients (-T implies -t -y).
+            ["-T", "-u", "alice", "-w", "wonderland"],
+            ["-T", "-W", "s3cret", "-u", "bob"],
           ])
     func relay(_ options: [String]) throws {
         let tern = try TernProcess(config: Self.config)
         defer { _ = tern.terminate() }
         #expect(tern.waitForLog("tern listening"), "tern did not start: \(tern.stderr)")
-        let transport = options.contains("-t") ? "tcp" : "udp"
+        let transport = options.contains("-t") || options.contains("-T") ? "tcp" : "udp"
         let server = try #require(tern.boundListeners().first { $0.address.ip == .loopbackV4 && $0.transport == transport })
         let peerPort = Self.freeUDPPort()
         let peer = Process()

@@ -156,7 +156,7 @@ struct TurnServerTests {
         try withTurnServer(allow: ["127.0.0.0/8"], relayIPv6: nil) { _, address in
             let client = try TurnTestClient(server: address, username: "alice", password: "wonderland")
             #expect(try client.request(.allocate, []).errorCode?.code == 400)
-            #expect(try client.request(.allocate, [.requestedTransport(protocolNumber: 6)]).errorCode?.code == 442)
+            #expect(try client.request(.allocate, [.requestedTransport(protocolNumber: 132)]).errorCode?.code == 442)
             #expect(try client.allocate([.unknown(type: AttributeType(rawValue: 0x0041), value: [1])]).errorCode?.code == 420)
             // No IPv6 relay address configured and the client came over IPv4.
             #expect(try client.allocate([.requestedAddressFamily(.ipv6)]).errorCode?.code == 440)

@@ -11,7 +11,7 @@ public struct LimitsConfig: Sendable, Equatable {
     /// Seconds a TCP/TLS connection may stay silent without an allocation before it is closed.
     public var streamIdleTimeout: Int = 60
     /// TCP/TLS connections one client IP may hold at once.
-    public var connectionsPerIP: Int = 64
+    public var connectionsPerIP: Int = 512
     /// Bytes queued for a stream client that is not reading; relayed data beyond half of it is
     /// dropped, and a connection whose responses alone pass it is closed.
     public var streamQueueBytes: Int = 262_144

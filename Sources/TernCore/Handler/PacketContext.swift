@@ -47,4 +47,7 @@ public enum HandlerResult: Equatable, Sendable {
     case noReply
     /// The bytes were not a valid STUN message or ChannelData: dropped (UDP) or the connection closed (streams).
     case malformed
+    /// RFC 6062 section 5.4: send the first `n` bytes (the ConnectionBind success response), then the
+    /// stream becomes a raw data connection joined to peer connection `connection`.
+    case bindDataConnection(reply: Int, connection: UInt32, owner: Int)
 }

@@ -33,6 +33,8 @@ public final class RequestHandler {
     /// Traffic of this worker's ended allocations, by user (live ones are read from the allocations).
     public internal(set) var endedByUser: [String: AllocationCounters] = [:]
     var indicationIDs = IndicationIDs()
+    /// The worker this handler belongs to (RFC 6062 connection ids name their owner).
+    public var workerIndex = 0
     /// Coarse clocks, advanced by the worker's once-a-second tick (and by tests): reading a clock per
     /// packet would cost more than the whole lookup. `now` is monotonic seconds (lifetimes),
     /// `unixNow` wall-clock seconds (nonces and TURN REST API usernames).
@@ -82,7 +84,7 @@ public final class RequestHandler {
         case .binding:
             stats.bindingRequests &+= 1
             return handleBinding(reader, context: context, response: response)
-        case .allocate, .refresh, .createPermission, .channelBind:
+        case .allocate, .refresh, .createPermission, .channelBind, .connect, .connectionBind:
             if let turn {
                 if let result = rejectUnknownAttributes(reader, response: response) { return result }
                 return handleTurnRequest(reader, turn: turn, context: context, response: response)

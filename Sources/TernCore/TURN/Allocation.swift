@@ -63,6 +63,15 @@ public final class Allocation {
     var channelByPeer: [TransportAddress: UInt16] = [:]
     public internal(set) var counters = AllocationCounters()
     public let dontFragment: Bool
+    /// RFC 6062: the relayed transport address is TCP.
+    public internal(set) var tcpRelay = false
+    /// RFC 6062 peer connections of this allocation (connect in progress, or established), by id.
+    var tcpPeers: [UInt32: TCPPeer] = [:]
+    /// The Connect awaiting its connection's outcome, to answer it then (RFC 6062 section 5.2).
+    struct TCPPeer {
+        var peer: TransportAddress
+        var pendingConnect: (transaction: TransactionID, sha256: Bool, fingerprint: Bool)?
+    }
     /// RFC 8656 section 7.2: a retransmitted Allocate gets the very same success response.
     let allocateTransaction: TransactionID
     var allocateResponse: [UInt8]

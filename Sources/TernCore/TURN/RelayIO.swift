@@ -69,6 +69,11 @@ public protocol RelayIO: AnyObject {
     func closeRelay(_ handle: RelayHandle)
     /// Closes a reserved socket that was never adopted.
     func discardReserved(_ reserved: OpenedRelay.Reserved)
+    /// RFC 6062 section 5.1: a TCP relayed transport address, a listening socket for peers' connections.
+    func openTCPRelay(family: AddressFamily, near: IPAddress) -> Result<OpenedRelay, RelayOpenError>
+    /// RFC 6062 section 5.2: starts a TCP connection from the relayed address to `peer`. The outcome
+    /// comes back through `RequestHandler.peerConnectFinished`.
+    func connectPeer(from relay: RelayHandle, to peer: TransportAddress, connectionID: UInt32)
     /// Sends one datagram from a relay socket to a peer. False when the kernel refused it.
     func sendToPeer(from handle: RelayHandle, to peer: TransportAddress, _ bytes: UnsafeRawBufferPointer) -> Bool
 }

@@ -5,6 +5,9 @@ extension RequestHandler {
     func handleTurnRequest(_ reader: MessageReader, turn: TurnContext, context: PacketContext,
                            response: UnsafeMutableRawBufferPointer) -> HandlerResult {
         let tuple = FiveTuple(client: context.client, server: context.local, transport: context.transport)
+        if reader.type.method == .connectionBind {
+            return connectionBind(reader, turn: turn, context: context, response: response)
+        }
         let existing = allocations.allocation(for: tuple)
         // RFC 8656 section 7.2: a retransmitted Allocate gets the first response again, byte for byte
         // (its nonce may have expired meanwhile, so this comes before authentication).
@@ -30,6 +33,9 @@ extension RequestHandler {
         case .createPermission:
             guard let existing else { return authenticatedResponse(reader, auth: auth, errorCode: 437, response: response) }
             return createPermission(reader, turn: turn, auth: auth, allocation: existing, response: response)
+        case .connect:
+            guard let existing else { return authenticatedResponse(reader, auth: auth, errorCode: 437, response: response) }
+            return connect(reader, turn: turn, auth: auth, allocation: existing, response: response)
         default:
             guard let existing else { return authenticatedResponse(reader, auth: auth, errorCode: 437, response: response) }
             return channelBind(reader, turn: turn, auth: auth, allocation: existing, response: response)
@@ -61,7 +67,15 @@ extension RequestHandler {
         guard let transportValue = reader.value(of: .requestedTransport), transportValue.count == 4 else {
             return fail(400, "Missing REQUESTED-TRANSPORT")
         }
-        guard transportValue[0] == 17 else { return fail(442) }
+        // RFC 6062 section 5.1: TCP relaying (6) is for clients on a stream connection only.
+        let tcpRelay = transportValue[0] == 6
+        guard transportValue[0] == 17 || tcpRelay else { return fail(442) }
+        if tcpRelay {
+            guard context.transport.isStream else { return fail(400, "TCP relaying needs a TCP or TLS client connection") }
+            if reader.contains(.dontFragment) || reader.contains(.evenPort) || reader.contains(.reservationToken) {
+                return fail(400, "DONT-FRAGMENT, EVEN-PORT or RESERVATION-TOKEN with TCP relaying")
+            }
+        }
         let dontFragment = reader.contains(.dontFragment)
         let evenPortValue = reader.value(of: .evenPort)
         let reserveNext = evenPortValue.map { $0.count >= 1 && $0[0] & 0x80 != 0 } ?? false
@@ -79,6 +93,9 @@ extension RequestHandler {
         }
         if requestedFamilyByte != nil && additionalFamilyByte != nil {
             return fail(400, "REQUESTED- and ADDITIONAL-ADDRESS-FAMILY together")
+        }
+        if tcpRelay && additionalFamilyByte != nil {
+            return fail(400, "Dual allocations are UDP only")
         }
         if reserveNext && additionalFamilyByte != nil {
             return fail(400, "EVEN-PORT R with ADDITIONAL-ADDRESS-FAMILY")
@@ -121,6 +138,14 @@ extension RequestHandler {
             }
             let opened = relayIO.adoptReserved(reserved, dontFragment: dontFragment)
             relays.append(RelaySlot(handle: opened.handle, bound: opened.bound, advertised: advertised(opened.bound)))
+        } else if tcpRelay {
+            switch relayIO.openTCPRelay(family: family, near: context.local.ip) {
+            case .success(let opened):
+                relays.append(RelaySlot(handle: opened.handle, bound: opened.bound, advertised: advertised(opened.bound)))
+            case .failure(let e):
+                turn.shared.releaseAllocation(for: Self.userKey(auth.username))
+                return fail(e == .familyUnavailable ? 440 : 508)
+            }
         } else {
             switch relayIO.openRelay(family: family, near: context.local.ip, evenPort: evenPortValue != nil, reserveNext: reserveNext, dontFragment: dontFragment) {
             case .success(let opened):
@@ -170,6 +195,7 @@ extension RequestHandler {
             return result
         }
         allocation.allocateResponse = Array(UnsafeRawBufferPointer(rebasing: response[0..<n]))
+        allocation.tcpRelay = tcpRelay
         allocations.insert(allocation)
         turnCounters.allocationsCreated &+= 1
         return result
@@ -198,6 +224,7 @@ extension RequestHandler {
     func deallocate(_ allocation: Allocation, expired: Bool) {
         allocations.remove(allocation)
         for r in allocation.relays { relayIO?.closeRelay(r.handle) }
+        for id in allocation.tcpPeers.keys { turn?.shared.removePeerConnection(id) }
         turn?.shared.releaseAllocation(for: Self.userKey(allocation.username))
         let c = allocation.counters
         turnCounters.endedTotals.add(c)

@@ -11,7 +11,53 @@ public final class SharedTurnState: @unchecked Sendable {
     private var perUser: [String: Int] = [:]
     private var reservations: [UInt64: (reserved: OpenedRelay.Reserved, expiry: UInt64)] = [:]
 
+    /// RFC 6062 peer data connections by CONNECTION-ID: which worker owns each, for whom, and
+    /// whether a client data connection has claimed it. ConnectionBind arrives on a new client
+    /// connection that the kernel may hand to any worker.
+    public struct PeerConnectionEntry: Sendable {
+        public var worker: Int
+        public var username: String
+        public var bound: Bool
+    }
+    private var peerConnections: [UInt32: PeerConnectionEntry] = [:]
+    /// TCP relay ports in use: TCP relays bind with SO_REUSEPORT (their outgoing connections share
+    /// the port), so the kernel would not stop two allocations from taking the same one.
+    private var tcpRelayPorts: Set<TransportAddress> = []
+
     public init() {}
+
+    func registerPeerConnection(worker: Int, username: String) -> UInt32 {
+        var rng = SystemRandomNumberGenerator()
+        lock.lock(); defer { lock.unlock() }
+        var id = rng.next() as UInt32
+        while id == 0 || peerConnections[id] != nil { id = rng.next() }
+        peerConnections[id] = PeerConnectionEntry(worker: worker, username: username, bound: false)
+        return id
+    }
+
+    /// Marks `id` bound if it exists, is unbound and belongs to `username`.
+    func claimPeerConnection(_ id: UInt32, username: String) -> (entry: PeerConnectionEntry?, ok: Bool) {
+        lock.lock(); defer { lock.unlock() }
+        guard let e = peerConnections[id], !e.bound else { return (nil, false) }
+        guard e.username == username else { return (e, false) }
+        peerConnections[id]?.bound = true
+        return (e, true)
+    }
+
+    public func removePeerConnection(_ id: UInt32) {
+        lock.lock(); defer { lock.unlock() }
+        peerConnections[id] = nil
+    }
+
+    public func claimTCPRelayPort(_ address: TransportAddress) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        return tcpRelayPorts.insert(address).inserted
+    }
+
+    public func releaseTCPRelayPort(_ address: TransportAddress) {
+        lock.lock(); defer { lock.unlock() }
+        tcpRelayPorts.remove(address)
+    }
 
     func makeID() -> UInt64 {
         lock.lock(); defer { lock.unlock() }

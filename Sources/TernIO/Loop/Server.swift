@@ -58,6 +58,7 @@ public final class Server: @unchecked Sendable {
             Worker(index: $0, handler: RequestHandler(configuration: handlerConfiguration), limits: limits,
                    relayAddresses: relay, connectionLimiter: limiter, logger: logger)
         }
+        for w in workers { w.server = self }
     }
 
     /// Binds everything, then starts every source. On any bind failure nothing is left open.
@@ -183,6 +184,7 @@ public final class Server: @unchecked Sendable {
         for w in workers {
             w.queue.sync {
                 fds += w.udpEndpoints.map(\.fd) + w.tcpListeners.map(\.fd) + w.connections.keys + w.relays.keys
+                    + w.tcpRelays.keys
             }
         }
         return fds
@@ -197,7 +199,7 @@ public final class Server: @unchecked Sendable {
                 total.handler = total.handler + w.handler.stats
                 total.connections += w.connections.count
                 total.allocations += w.handler.allocations.count
-                total.relaySockets += w.relays.count
+                total.relaySockets += w.relays.count + w.tcpRelays.count
                 total.auth = total.auth + w.handler.turnCounters.auth
                 let t = w.handler.turnCounters
                 total.allocationsCreated &+= t.allocationsCreated

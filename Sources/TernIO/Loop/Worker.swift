@@ -22,6 +22,10 @@ public final class Worker: @unchecked Sendable {
     var connectionsByID: [UInt64: TCPConnection] = [:]
     private var lastConnectionID: UInt64 = 0
     var relays: [Int32: RelaySocket] = [:]
+    /// RFC 6062 TCP relayed addresses (listening sockets), by descriptor.
+    var tcpRelays: [Int32: TCPRelayListener] = [:]
+    /// The server, to find sibling workers (ConnectionBind may land on any worker).
+    weak var server: Server?
     /// One recvmmsg/sendmmsg batch for every UDP socket of this worker: handlers run one at a time
     /// on the queue, so one set of buffers serves them all (64 x 4 KiB each way).
     let batch = DatagramBatch(count: 64, slotSize: 4096)
@@ -49,6 +53,7 @@ public final class Worker: @unchecked Sendable {
         self.logger = logger
         self.streamResponse = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536 + 64, alignment: 16)
         handler.relayIO = self
+        handler.workerIndex = index
     }
 
     func nextConnectionID() -> UInt64 {
@@ -72,9 +77,10 @@ public final class Worker: @unchecked Sendable {
     func tick(offset: UInt64 = 0) {
         let now = Clocks.monotonicSeconds() &+ offset
         handler.tick(monotonic: now, unix: Clocks.unixSeconds() &+ offset)
+        expirePeerConnections(now: now)
         // Idle and half-open stream connections: nothing from the client for `idleTimeout` and no
         // allocation holding the connection open.
-        for c in connections.values where c.lastActivity &+ limits.idleTimeout <= now {
+        for c in connections.values where !c.raw && c.lastActivity &+ limits.idleTimeout <= now {
             if handler.allocations.allocation(for: FiveTuple(client: c.client, server: c.local, transport: c.transport)) == nil {
                 stats.tcpClosedIdle &+= 1
                 c.close(reason: .idle)
@@ -93,6 +99,7 @@ public final class Worker: @unchecked Sendable {
         ticker = nil
         handler.deallocateAll()
         for r in Array(relays.values) { r.cancel() }
+        for l in Array(tcpRelays.values) { l.cancel() }
         for e in udpEndpoints { e.cancel() }
         for l in tcpListeners { l.cancel() }
         for c in Array(connections.values) { c.close(reason: .shutdown) }
@@ -162,7 +169,7 @@ public struct StreamLimits: Sendable {
     /// (idle and half-open connections; a connection's allocation keeps it open while it lives).
     public var idleTimeout: UInt64 = 60
     /// Stream connections one client IP may hold at once, across workers.
-    public var connectionsPerIP: Int = 64
+    public var connectionsPerIP: Int = 512
 
     public init() {}
 }

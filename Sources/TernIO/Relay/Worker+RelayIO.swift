@@ -117,7 +117,11 @@ extension Worker: RelayIO {
     }
 
     public func closeRelay(_ handle: RelayHandle) {
-        relays[handle.raw]?.cancel()
+        if let r = relays[handle.raw] {
+            r.cancel()
+        } else {
+            closeTCPRelay(handle)
+        }
     }
 
     public func discardReserved(_ reserved: OpenedRelay.Reserved) {

@@ -49,6 +49,24 @@ final class TCPConnection {
     /// Monotonic second of the last bytes from the client (the worker's coarse clock).
     private(set) var lastActivity: UInt64
 
+    // MARK: RFC 6062 raw mode
+    /// Raw byte pipe instead of STUN framing: a peer connection of a TCP allocation, or a client data
+    /// connection after ConnectionBind.
+    private(set) var raw = false
+    /// The other end of the pipe once ConnectionBind has joined the two.
+    private(set) var pipe: TCPConnection?
+    /// For a peer connection: its CONNECTION-ID and the relay (allocation) it belongs to.
+    var peerConnectionID: UInt32 = 0
+    var relay: RelayHandle?
+    /// Still connecting to the peer (RFC 6062 section 5.2); the write source reports the outcome.
+    private(set) var connecting = false
+    /// Whether this connection counts against the per-client-IP cap (peer connections do not).
+    var countsAgainstLimit = true
+    /// Reading paused because the other end's queue is full (back-pressure across the pipe).
+    private var readPaused = false
+    /// Created (monotonic seconds): unbound peer connections are closed after 30 s.
+    let createdAt: UInt64
+
     private let readChunk = 16 * 1024
     private let maxReadsPerFiring = 32
 
@@ -61,6 +79,7 @@ final class TCPConnection {
         self.worker = worker
         self.input = [UInt8](repeating: 0, count: readChunk)
         self.lastActivity = worker.handler.now
+        self.createdAt = worker.handler.now
     }
 
     func start() {
@@ -121,10 +140,102 @@ final class TCPConnection {
                 lastActivity = worker.handler.now
                 inputCount &+= n
                 worker.stats.bytesReceived &+= UInt64(n)
-                processFrames()
+                if raw {
+                    if !forwardRaw() { return }
+                } else {
+                    processFrames()
+                }
             }
         }
     }
+
+    /// Raw mode: hands buffered bytes to the other end of the pipe. Without one yet (a peer
+    /// connection before ConnectionBind), bytes wait in `input`, which stops reading when full:
+    /// TCP's own window then holds the peer back (RFC 6062 section 5.3: the server buffers).
+    /// Returns false when reading must stop for now.
+    private func forwardRaw() -> Bool {
+        guard let pipe else {
+            if inputCount == input.count { pauseReading() ; return false }
+            return true
+        }
+        if inputCount > 0 {
+            input.withUnsafeBytes { pipe.send(UnsafeRawBufferPointer(rebasing: $0[0..<inputCount])) }
+            inputCount = 0
+        }
+        if pipe.queuedBytes > worker.limits.maxQueuedBytes / 2 {
+            pauseReading()
+            pipe.onDrained = { [weak self] in self?.resumeReading() }
+            return false
+        }
+        return true
+    }
+
+    var queuedBytes: Int { output.count - outputOffset }
+    /// Called once when the output queue has drained (the pipe's back-pressure release).
+    var onDrained: (() -> Void)?
+
+    private func pauseReading() {
+        guard !readPaused, let rs = readSource else { return }
+        readPaused = true
+        rs.suspend()
+    }
+
+    private func resumeReading() {
+        guard readPaused, !closed, let rs = readSource else { return }
+        readPaused = false
+        rs.resume()
+    }
+
+    /// Whether ConnectionBind has joined this connection to its other end.
+    var isJoined: Bool { pipe != nil }
+
+    /// Bytes that arrived after the ConnectionBind request in the same read: raw data for the peer.
+    func preload(_ bytes: [UInt8]) {
+        guard !bytes.isEmpty else { return }
+        if input.count - inputCount < bytes.count {
+            input.append(contentsOf: repeatElement(0, count: bytes.count - (input.count - inputCount)))
+        }
+        input.withUnsafeMutableBytes { buf in
+            bytes.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: buf[inputCount..<(inputCount + bytes.count)]).copyMemory(from: $0) }
+        }
+        inputCount += bytes.count
+    }
+
+    /// Gives the descriptor away (its duplicate lives on in another worker): this connection's
+    /// sources are cancelled and its copy closed, with no allocation or peer torn down.
+    func handOver() {
+        raw = true
+        relay = nil
+        peerConnectionID = 0
+        close(reason: .shutdown)
+    }
+
+    /// Switches to raw mode (a peer connection from the start, or a client connection after its
+    /// ConnectionBind response).
+    func becomeRaw() {
+        raw = true
+    }
+
+    /// Joins two raw connections; bytes either one buffered so far are delivered.
+    func join(_ other: TCPConnection) {
+        raw = true
+        other.raw = true
+        pipe = other
+        other.pipe = self
+        if inputCount > 0 { _ = forwardRaw() }
+        if other.inputCount > 0 { _ = other.forwardRaw() }
+        other.resumeReading()
+        resumeReading()
+    }
+
+    /// Starts a non-blocking connect; `completion(success)` runs on the worker queue.
+    func startConnecting(completion: @escaping (Bool) -> Void) {
+        connecting = true
+        raw = true
+        connectCompletion = completion
+        watchWritable()
+    }
+    private var connectCompletion: ((Bool) -> Void)?
 
     private func processFrames() {
         var start = 0
@@ -168,6 +279,13 @@ final class TCPConnection {
             case .malformed:
                 worker.stats.tcpClosedMalformed &+= 1
                 close(reason: .malformed)
+                return
+            case .bindDataConnection(let n, let id, let owner):
+                // RFC 6062 section 5.4: the success response, then raw bytes from here on.
+                let reply = Array(UnsafeRawBufferPointer(rebasing: worker.streamResponse[0..<n]))
+                let leftover = input.withUnsafeBytes { Array(UnsafeRawBufferPointer(rebasing: $0[start..<inputCount])) }
+                inputCount = 0  // everything up to here was STUN; the leftover is handed over separately
+                worker.bindDataConnection(self, connectionID: id, owner: owner, reply: reply, leftover: leftover)
                 return
             }
         }
@@ -234,6 +352,20 @@ final class TCPConnection {
     }
 
     private func writable() {
+        if connecting {
+            connecting = false
+            var error: Int32 = 0
+            var len = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len)
+            let completion = connectCompletion
+            connectCompletion = nil
+            if error != 0 {
+                completion?(false)
+                close(reason: .error)
+                return
+            }
+            completion?(true)
+        }
         while !closed && outputOffset < output.count {
             let outcome: IOOutcome<Int>
             do {
@@ -255,6 +387,10 @@ final class TCPConnection {
         if outputOffset == output.count {
             output.removeAll(keepingCapacity: output.capacity <= 64 * 1024)
             outputOffset = 0
+            if let drained = onDrained {
+                onDrained = nil
+                drained()
+            }
             if !writeSuspended, let ws = writeSource {
                 writeSuspended = true
                 ws.suspend()
@@ -271,7 +407,27 @@ final class TCPConnection {
         worker.stats.tcpClosed &+= 1
         worker.logger.debug("tcp connection closed", metadata: ["client": "\(client)", "reason": "\(reason.rawValue)"])
         // An allocation made over this connection ends with it (RFC 8656 section 3.1).
-        worker.handler.streamClosed(client: client, local: local, transport: transport)
+        if !raw { worker.handler.streamClosed(client: client, local: local, transport: transport) }
+        // A connect that fails answers its Connect with 447 first (RFC 6062 section 5.2)...
+        if connecting, let completion = connectCompletion {
+            connecting = false
+            connectCompletion = nil
+            completion(false)
+        }
+        // ...then the peer connection is forgotten.
+        if let relay, peerConnectionID != 0 {
+            worker.handler.peerConnectionClosed(connectionID: peerConnectionID, relay: relay)
+        }
+        // A suspended read source runs its cancel handler only once resumed.
+        if readPaused, let rs = readSource {
+            readPaused = false
+            rs.resume()
+        }
+        let other = pipe
+        pipe = nil
+        onDrained = nil
+        other?.pipe = nil
+        other?.close(reason: .peerClosed)
         output = []
         outputOffset = 0
         readSource?.cancel()
@@ -293,7 +449,7 @@ final class TCPConnection {
         writeSource = nil
         worker.connections[fd] = nil
         worker.connectionsByID[id] = nil
-        worker.connectionLimiter.release(client.ip)
+        if countsAgainstLimit { worker.connectionLimiter.release(client.ip) }
         worker.closing.leave()
     }
 }
