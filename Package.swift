@@ -45,7 +45,7 @@ let package = Package(
         .target(
             name: "TernIO",
             dependencies: [
-                "STUN", "TernCore", "CTernShims", "CSystemd",
+                "STUN", "TernCore", "CTernShims", "CSystemd", "COpenSSL",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -61,7 +61,7 @@ let package = Package(
 
         .testTarget(name: "STUNTests", dependencies: ["STUN"]),
         .testTarget(name: "TernCoreTests", dependencies: ["TernCore", "STUN"]),
-        .testTarget(name: "TernIOTests", dependencies: ["TernIO", "TernCore", "STUN", "CTernShims"]),
+        .testTarget(name: "TernIOTests", dependencies: ["TernIO", "TernCore", "STUN", "CTernShims", "COpenSSL"]),
         .testTarget(name: "InteropTests", dependencies: ["TernIO", "TernCore", "STUN"]),
     ],
     swiftLanguageModes: [.v5]
