@@ -29,6 +29,7 @@ struct Serve: ParsableCommand {
         LoggingSystem.bootstrap { label in makeLogHandler(label: label, level: settings.log.level) }
         let logger = Logger(label: "tern")
         let runner = ServerRunner(settings: settings, usingBuiltInDefault: config == nil, logger: logger)
+        runner.configPath = config
         try runner.run()
     }
 }
@@ -39,6 +40,7 @@ final class ServerRunner {
     let settings: TernConfig
     let usingBuiltInDefault: Bool
     let logger: Logger
+    var configPath: String? = nil
     private var signalSources: [DispatchSourceSignal] = []
 
     init(settings: TernConfig, usingBuiltInDefault: Bool, logger: Logger) {
@@ -87,11 +89,22 @@ final class ServerRunner {
             let optional = usingBuiltInDefault && l.address.family == .ipv6
             return ListenerSpec(transport: transport, address: TransportAddress(ip: l.address, port: l.port), optional: optional)
         }
+        var tlsHolder: TLSContextHolder? = nil
+        if specs.contains(where: { $0.transport == .tls }), let cert = settings.tls.certificate, let key = settings.tls.privateKey {
+            do {
+                tlsHolder = TLSContextHolder(try TLSServerContext(certificateChainPath: cert, privateKeyPath: key),
+                                             handshakeTimeout: UInt64(settings.tls.handshakeTimeout))
+            } catch {
+                logger.critical("start failed: TLS certificate", metadata: ["error": "\(error)"])
+                throw ExitCode(1)
+            }
+        }
         let server = Server(listeners: specs, workerCount: workerCount,
                             handlerConfiguration: HandlerConfiguration(software: settings.software, turn: Self.turnContext(settings)),
                             relay: RelayAddresses(ipv4: settings.relay.ipv4, ipv6: settings.relay.ipv6,
                                                   portRange: settings.relay.portRange),
                             limits: Self.streamLimits(settings.limits),
+                            tls: tlsHolder,
                             logger: logger)
         let bound: [BoundListener]
         do {
@@ -122,6 +135,27 @@ final class ServerRunner {
             source.activate()
             signalSources.append(source)
         }
+        // SIGHUP: certificates are read again; new TLS connections use them, established ones keep theirs.
+        signal(SIGHUP, SIG_IGN)
+        let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        hup.setEventHandler { [logger, settings, configPath] in
+            guard let holder = tlsHolder else {
+                logger.info("reload: nothing to reload (no tls listener)")
+                return
+            }
+            // The certificate paths come from the config file as it is now, when there is one.
+            var tls = settings.tls
+            if let configPath, let fresh = try? TernConfig.load(path: configPath) { tls = fresh.tls }
+            guard let cert = tls.certificate, let key = tls.privateKey else { return }
+            do {
+                holder.replace(with: try TLSServerContext(certificateChainPath: cert, privateKeyPath: key))
+                logger.info("reload: tls certificate reloaded", metadata: ["certificate": "\(cert)"])
+            } catch {
+                logger.error("reload: tls certificate not reloaded, keeping the old one", metadata: ["error": "\(error)"])
+            }
+        }
+        hup.activate()
+        signalSources.append(hup)
         dispatchMain()
     }
 }

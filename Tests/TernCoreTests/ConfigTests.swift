@@ -82,10 +82,12 @@ struct ConfigDefaultsTests {
           "auth": {"users": {"alice": "pw1", "bob": "pw2"}, "secrets": ["s1", "s2"]},
           "peers": {"allow": ["10.1.0.0/16"], "deny": ["10.0.0.0/8", "::1", "fe80::/10"]},
           "admin": {"address": "::1", "port": 9000, "token": "t0ken"},
-          "log": {"level": "trace"}
+          "log": {"level": "trace"},
+          "tls": {"certificate": "/etc/tern/cert.pem", "privateKey": "/etc/tern/key.pem"}
         }
         """)
         #expect(config.realm == "turn.example.net")
+        #expect(config.tls == TLSConfig(certificate: "/etc/tern/cert.pem", privateKey: "/etc/tern/key.pem"))
         #expect(config.software == "Tern 0.1")
         #expect(config.workers == 4)
         #expect(config.listeners == [
@@ -132,7 +134,7 @@ struct ConfigErrorTests {
         #expect(e.path == "relm")
         #expect(e.source == "config.json")
         #expect(e.description ==
-            "config.json: relm: unknown key; expected one of realm, software, workers, listeners, relay, auth, peers, admin, log, limits")
+            "config.json: relm: unknown key; expected one of realm, software, workers, listeners, relay, auth, peers, admin, log, limits, tls")
     }
 
     @Test func unknownNestedKey() throws {
@@ -382,5 +384,19 @@ struct ConfigLimitsTests {
         #expect(parseError(#"{"limits": {"maxLifetime": 10}}"#)?.path == "limits.maxLifetime")
         #expect(parseError(#"{"limits": {"allocationsPerUser": "many"}}"#)?.path == "limits.allocationsPerUser")
         #expect(parseError(#"{"limits": {"bandwidth": 1}}"#)?.path == "limits.bandwidth")
+    }
+}
+
+@Suite("Config: tls")
+struct ConfigTLSTests {
+    @Test func tlsListenerNeedsCertificateAndKey() throws {
+        #expect(parseError(#"{"listeners": [{"transport": "tls", "port": 5349}]}"#)?.path == "tls.certificate")
+        #expect(parseError(#"{"listeners": [{"transport": "tls"}], "tls": {"certificate": "/c.pem"}}"#)?.path == "tls.privateKey")
+        let c = try parse(#"{"listeners": [{"transport": "tls"}], "tls": {"certificate": "/c.pem", "privateKey": "/k.pem", "handshakeTimeout": 5}}"#)
+        #expect(c.tls.certificate == "/c.pem")
+        #expect(c.tls.privateKey == "/k.pem")
+        #expect(c.tls.handshakeTimeout == 5)
+        #expect(parseError(#"{"tls": {"handshakeTimeout": 0}}"#)?.path == "tls.handshakeTimeout")
+        #expect(parseError(#"{"tls": {"cert": "x"}}"#)?.path == "tls.cert")
     }
 }

@@ -13,6 +13,7 @@ func withTurnServer<R>(allow: [String] = ["127.0.0.0/8", "::1/128"], deny: [Stri
                        portRange: ClosedRange<UInt16> = 62000...62999,
                        relayIPv6: IPAddress? = .loopbackV6,
                        limits: StreamLimits = StreamLimits(),
+                       tls: TLSContextHolder? = nil,
                        settings: (inout TurnSettings) -> Void = { _ in },
                        _ body: (Server, TransportAddress) throws -> R) throws -> R {
     var turnSettings = TurnSettings()
@@ -27,10 +28,11 @@ func withTurnServer<R>(allow: [String] = ["127.0.0.0/8", "::1/128"], deny: [Stri
     var logger = Logger(label: "tern.test")
     logger.logLevel = .warning
     let server = Server(listeners: [ListenerSpec(transport: .udp, address: v4), ListenerSpec(transport: .udp, address: v6),
-                                    ListenerSpec(transport: .tcp, address: v4)],
+                                    ListenerSpec(transport: .tcp, address: v4)]
+                            + (tls == nil ? [] : [ListenerSpec(transport: .tls, address: v4)]),
                         workerCount: 2, handlerConfiguration: HandlerConfiguration(software: "Tern test", turn: context),
                         relay: RelayAddresses(ipv4: .loopbackV4, ipv6: relayIPv6, portRange: portRange),
-                        limits: limits, logger: logger)
+                        limits: limits, tls: tls, logger: logger)
     let bound = try server.start()
     defer { server.stop() }
     return try body(server, bound[0].address)

@@ -16,6 +16,18 @@ final class TurnTestClient {
     var useUserhash = false
 
     let kind: TestSocket.Kind
+    /// TLS over the TCP socket (RFC 8656 section 3.1, `turns:`), when set.
+    var tls: TLSStream?
+
+    /// Sends bytes on the wire (through TLS when the client has it).
+    func sendRaw(_ bytes: [UInt8]) {
+        if let tls { tls.send(bytes) } else { socket.send(bytes) }
+    }
+
+    func receiveExactly(_ n: Int) -> [UInt8]? {
+        if let tls { return tls.receiveExactly(n) }
+        return socket.receiveExactly(n)
+    }
 
     init(server: TransportAddress, username: String, password: String, transport: TestSocket.Kind = .udp,
          timeoutMs: Int = 2000) throws {
@@ -73,7 +85,7 @@ final class TurnTestClient {
 
     /// Sends bytes and returns the next STUN response with the same transaction id.
     func exchange(_ bytes: [UInt8]) throws -> Message {
-        socket.send(bytes)
+        sendRaw(bytes)
         let id = try Message.decode(bytes, verifyFingerprint: false).transactionID
         for _ in 0..<20 {
             guard let reply = receiveOne() else { break }
@@ -85,10 +97,10 @@ final class TurnTestClient {
     /// One datagram, or one frame from the stream (STUN by its length, ChannelData padded to 4).
     func receiveOne() -> [UInt8]? {
         guard kind == .tcp else { return socket.receive() }
-        guard let head = socket.receiveExactly(4) else { return nil }
+        guard let head = receiveExactly(4) else { return nil }
         let length = Int(head[2]) << 8 | Int(head[3])
         let rest = head[0] & 0xC0 == 0x40 ? (length + 3) & ~3 : length + 16
-        guard let body = socket.receiveExactly(rest) else { return nil }
+        guard let body = receiveExactly(rest) else { return nil }
         return head + body
     }
 
@@ -97,7 +109,7 @@ final class TurnTestClient {
     }
 
     func sendIndication(to peer: TransportAddress, _ data: [UInt8]) {
-        socket.send(Message(type: MessageType(method: .send, class: .indication), transactionID: .random(),
+        sendRaw(Message(type: MessageType(method: .send, class: .indication), transactionID: .random(),
                             attributes: [.xorPeerAddress(peer), .data(data)]).encode())
     }
 
@@ -105,7 +117,7 @@ final class TurnTestClient {
         var out = [UInt8](repeating: 0, count: data.count + 8)
         let padded = kind == .tcp  // RFC 8656 section 12.5: padded to 4 on streams
         let n = out.withUnsafeMutableBytes { (try? ChannelData.write(channel: channel, payload: data, into: $0, padded: padded)) ?? 0 }
-        socket.send(Array(out[0..<n]))
+        sendRaw(Array(out[0..<n]))
     }
 
     /// The next datagram from the server: a Data indication or ChannelData.

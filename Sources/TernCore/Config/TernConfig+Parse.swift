@@ -3,7 +3,8 @@ import Logging
 import STUN
 
 extension TernConfig {
-    static let topLevelKeys = ["realm", "software", "workers", "listeners", "relay", "auth", "peers", "admin", "log", "limits"]
+    static let topLevelKeys = ["realm", "software", "workers", "listeners", "relay", "auth", "peers", "admin", "log", "limits", "tls"]
+    static let tlsKeys = ["certificate", "privateKey", "handshakeTimeout"]
     static let limitsKeys = ["maxLifetime", "allocationsPerUser", "permissionsPerAllocation", "channelsPerAllocation",
                              "streamIdleTimeout", "connectionsPerIP", "streamQueueBytes"]
     static let listenerKeys = ["transport", "address", "port"]
@@ -79,6 +80,16 @@ extension TernConfig {
         if let n = obj["admin"] { config.admin = try parseAdmin(n) }
         if let n = obj["log"] { config.log = try parseLog(n) }
         if let n = obj["limits"] { config.limits = try parseLimits(n) }
+        if let n = obj["tls"] { config.tls = try parseTLS(n) }
+        // A tls or dtls listener needs a certificate and key.
+        if let i = config.listeners.firstIndex(where: { $0.transport == .tls || $0.transport == .dtls }) {
+            if config.tls.certificate == nil {
+                throw ConfigError(path: "tls.certificate", message: "required by the \(config.listeners[i].transport.rawValue) listener listeners[\(i)]", source: root.source)
+            }
+            if config.tls.privateKey == nil {
+                throw ConfigError(path: "tls.privateKey", message: "required by the \(config.listeners[i].transport.rawValue) listener listeners[\(i)]", source: root.source)
+            }
+        }
         return config
     }
 
@@ -201,6 +212,15 @@ extension TernConfig {
         if let p = obj["port"] { admin.port = UInt16(try p.integer(in: 0...65535)) }
         if let t = obj.nonNull("token") { admin.token = try t.nonEmptyString("a non-empty string or null") }
         return admin
+    }
+
+    static func parseTLS(_ n: JSONNode) throws(ConfigError) -> TLSConfig {
+        let obj = try n.object(known: tlsKeys)
+        var tls = TLSConfig()
+        if let v = obj.nonNull("certificate") { tls.certificate = try v.nonEmptyString("a file path or null") }
+        if let v = obj.nonNull("privateKey") { tls.privateKey = try v.nonEmptyString("a file path or null") }
+        if let v = obj["handshakeTimeout"] { tls.handshakeTimeout = try v.integer(in: 1...300) }
+        return tls
     }
 
     static func parseLimits(_ n: JSONNode) throws(ConfigError) -> LimitsConfig {

@@ -17,6 +17,7 @@ public struct TernConfig: Sendable, Equatable {
     public var admin: AdminConfig
     public var log: LogConfig
     public var limits: LimitsConfig = LimitsConfig()
+    public var tls: TLSConfig = TLSConfig()
 
     public static let defaultRealm = "tern"
 

@@ -46,9 +46,13 @@ public final class Server: @unchecked Sendable {
     private var started = false
 
     private let handlerConfiguration: HandlerConfiguration
+    /// The TLS context of `tls` listeners; `reloadTLS` swaps it for new connections.
+    public let tls: TLSContextHolder?
 
     public init(listeners: [ListenerSpec], workerCount: Int, handlerConfiguration: HandlerConfiguration,
-                relay: RelayAddresses = RelayAddresses(), limits: StreamLimits = StreamLimits(), logger: Logger) {
+                relay: RelayAddresses = RelayAddresses(), limits: StreamLimits = StreamLimits(),
+                tls: TLSContextHolder? = nil, logger: Logger) {
+        self.tls = tls
         precondition(workerCount >= 1, "at least one worker")
         self.listeners = listeners
         self.logger = logger
@@ -70,8 +74,10 @@ public final class Server: @unchecked Sendable {
         var opened: [(Worker, ListenerSpec, Int32, TransportAddress)] = []
         do {
             for spec in listeners {
-                guard spec.transport == .udp || spec.transport == .tcp else {
-                    throw ServerError(description: "listener \(spec): transport \(spec.transport) is not supported yet (udp and tcp are)")
+                guard spec.transport == .udp || spec.transport == .tcp || (spec.transport == .tls && tls != nil) else {
+                    throw ServerError(description: spec.transport == .tls
+                        ? "listener \(spec): a tls listener needs tls.certificate and tls.privateKey"
+                        : "listener \(spec): transport \(spec.transport) is not supported yet (udp, tcp and tls are)")
                 }
                 do {
                     try probeFree(spec)
@@ -107,7 +113,7 @@ public final class Server: @unchecked Sendable {
                     worker.udpEndpoints.append(e)
                     e.start()
                 default:
-                    let l = TCPListener(fd: fd, bound: local, worker: worker)
+                    let l = TCPListener(fd: fd, bound: local, worker: worker, tls: spec.transport == .tls ? self.tls : nil)
                     worker.tcpListeners.append(l)
                     l.start()
                 }
@@ -128,7 +134,7 @@ public final class Server: @unchecked Sendable {
         let fd = try Posix.socket(domain: domain, type: type)
         defer { Posix.close(fd) }
         if domain == AF_INET6 { try Posix.setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1) }
-        if spec.transport == .tcp { try Posix.setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1) }
+        if spec.transport != .udp { try Posix.setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1) }
         do {
             try Posix.bind(fd, TernSocketAddress(spec.address))
         } catch {
@@ -147,7 +153,7 @@ public final class Server: @unchecked Sendable {
         do {
             if v6 { try Posix.setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1) }
             try Posix.setOption(fd, SOL_SOCKET, tern_so_reuseport(), 1)
-            if spec.transport == .tcp {
+            if spec.transport != .udp {
                 try Posix.setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
             } else if address.ip.isUnspecified {
                 // A wildcard UDP socket must answer from the address the request was sent to.
@@ -156,7 +162,7 @@ public final class Server: @unchecked Sendable {
                 }
             }
             try Posix.bind(fd, TernSocketAddress(address))
-            if spec.transport == .tcp { try Posix.listen(fd, backlog: 1024) }
+            if spec.transport != .udp { try Posix.listen(fd, backlog: 1024) }
             return fd
         } catch {
             Posix.close(fd)

@@ -78,6 +78,14 @@ public final class Worker: @unchecked Sendable {
         let now = Clocks.monotonicSeconds() &+ offset
         handler.tick(monotonic: now, unix: Clocks.unixSeconds() &+ offset)
         expirePeerConnections(now: now)
+        // TLS handshakes that take too long (slowloris-style clients) are cut off.
+        if let holder = server?.tls {
+            for c in Array(connections.values) where c.tls.map({ !$0.handshakeComplete }) == true
+                && c.createdAt &+ holder.handshakeTimeout <= now {
+                stats.tlsHandshakeTimeouts &+= 1
+                c.close(reason: .idle)
+            }
+        }
         // Idle and half-open stream connections: nothing from the client for `idleTimeout` and no
         // allocation holding the connection open.
         for c in connections.values where !c.raw && c.lastActivity &+ limits.idleTimeout <= now {
@@ -133,6 +141,7 @@ public struct IOStats: Sendable, Equatable {
     /// Connections refused at accept because the client IP already had `connectionsPerIP`.
     public var tcpRefusedPerIP: UInt64 = 0
     public var tcpClosedIdle: UInt64 = 0
+    public var tlsHandshakeTimeouts: UInt64 = 0
     public var socketErrors: UInt64 = 0
 
     public init() {}
@@ -154,6 +163,7 @@ public struct IOStats: Sendable, Equatable {
         s.acceptErrors = a.acceptErrors &+ b.acceptErrors
         s.tcpRefusedPerIP = a.tcpRefusedPerIP &+ b.tcpRefusedPerIP
         s.tcpClosedIdle = a.tcpClosedIdle &+ b.tcpClosedIdle
+        s.tlsHandshakeTimeouts = a.tlsHandshakeTimeouts &+ b.tlsHandshakeTimeouts
         s.socketErrors = a.socketErrors &+ b.socketErrors
         return s
     }

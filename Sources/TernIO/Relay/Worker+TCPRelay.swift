@@ -137,18 +137,21 @@ extension Worker {
         guard let workers = server?.workers, owner >= 0, owner < workers.count else { client.close(reason: .error); return }
         let target = workers[owner]
         let copy = dup(client.fd)
-        let clientAddress = client.client, local = client.local
+        let clientAddress = client.client, local = client.local, transport = client.transport
+        let session = client.tls  // moves with the descriptor; used on one queue at a time
         client.handOver()
         guard copy >= 0 else { return }
+        let box = SessionBox(session)
         target.queue.async {
-            target.adoptDataConnection(fd: copy, client: clientAddress, local: local, connectionID: id,
-                                       reply: reply, leftover: leftover)
+            target.adoptDataConnection(fd: copy, client: clientAddress, local: local, transport: transport,
+                                       tls: box.session, connectionID: id, reply: reply, leftover: leftover)
         }
     }
 
-    func adoptDataConnection(fd: Int32, client: TransportAddress, local: TransportAddress, connectionID id: UInt32,
-                             reply: [UInt8], leftover: [UInt8]) {
-        let connection = TCPConnection(fd: fd, client: client, local: local, transport: .tcp, worker: self)
+    func adoptDataConnection(fd: Int32, client: TransportAddress, local: TransportAddress, transport: ClientTransport,
+                             tls: TLSSession?, connectionID id: UInt32, reply: [UInt8], leftover: [UInt8]) {
+        let connection = TCPConnection(fd: fd, client: client, local: local, transport: transport, worker: self)
+        connection.tls = tls
         guard connectionLimiter.admit(client.ip) else { Posix.close(fd); return }
         connections[fd] = connection
         connectionsByID[connection.id] = connection
@@ -177,6 +180,12 @@ extension Worker {
             c.close(reason: .idle)
         }
     }
+}
+
+/// Carries a TLS session from one worker's queue to another's (handed over, never shared).
+private final class SessionBox: @unchecked Sendable {
+    let session: TLSSession?
+    init(_ session: TLSSession?) { self.session = session }
 }
 
 /// The listening socket of a TCP relayed transport address.

@@ -111,8 +111,91 @@ final class TCPConnection {
 
     // MARK: reading and framing
 
+    // MARK: TLS (RFC 8489 section 6.2.3, RFC 8656 section 3.1: STUN/TURN over TLS-over-TCP)
+
+    /// The TLS session of a `tls` listener's connection; nil for plain TCP.
+    var tls: TLSSession?
+    private var cipher: [UInt8] = []
+    private var plain: [UInt8] = []
+    private var tlsOut: [UInt8] = []
+
+    /// Reads ciphertext, decrypts it into `input`, answers handshake records, then frames.
+    private func readableTLS(_ session: TLSSession) {
+        if cipher.isEmpty { cipher = [UInt8](repeating: 0, count: readChunk) }
+        var reads = 0
+        while !closed && reads < maxReadsPerFiring {
+            reads &+= 1
+            let outcome: IOOutcome<Int>
+            do {
+                outcome = try cipher.withUnsafeMutableBytes { buf throws(SystemError) in
+                    try Posix.read(fd, into: buf)
+                }
+            } catch {
+                close(reason: .error)
+                return
+            }
+            switch outcome {
+            case .wouldBlock:
+                return
+            case .done(0):
+                close(reason: .peerClosed)
+                return
+            case .done(let n):
+                lastActivity = worker.handler.now
+                worker.stats.bytesReceived &+= UInt64(n)
+                plain.removeAll(keepingCapacity: true)
+                let progress: TLSProgress
+                do {
+                    progress = try cipher.withUnsafeBytes { try session.receive(UnsafeRawBufferPointer(rebasing: $0[0..<n]), plaintext: &plain) }
+                } catch {
+                    flushTLS()  // a fatal alert may be waiting
+                    worker.stats.tcpClosedMalformed &+= 1
+                    close(reason: .malformed)
+                    return
+                }
+                flushTLS()
+                if !plain.isEmpty {
+                    // Bounded: complete frames are consumed after every read, so what stays is less
+                    // than one frame plus one read's worth.
+                    guard inputCount + plain.count <= worker.limits.maxFrame + readChunk else {
+                        close(reason: .malformed)
+                        return
+                    }
+                    if input.count - inputCount < plain.count {
+                        input.append(contentsOf: repeatElement(0, count: plain.count - (input.count - inputCount)))
+                    }
+                    input.withUnsafeMutableBytes { dst in
+                        plain.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: dst[inputCount..<(inputCount + plain.count)]).copyMemory(from: $0) }
+                    }
+                    inputCount += plain.count
+                    if raw {
+                        if !forwardRaw() { return }
+                    } else {
+                        processFrames()
+                    }
+                }
+                if progress == .closed {
+                    close(reason: .peerClosed)
+                    return
+                }
+            }
+        }
+    }
+
+    /// Sends whatever ciphertext the session has produced (handshake, alerts, records).
+    private func flushTLS() {
+        guard let tls, tls.pendingOutput > 0 else { return }
+        tlsOut.removeAll(keepingCapacity: true)
+        tls.takeOutput(into: &tlsOut)
+        tlsOut.withUnsafeBytes { sendWire($0) }
+    }
+
     private func readable() {
         worker.stats.readFirings &+= 1
+        if let tls {
+            readableTLS(tls)
+            return
+        }
         var reads = 0
         while !closed && reads < maxReadsPerFiring {
             reads &+= 1
@@ -204,6 +287,7 @@ final class TCPConnection {
     /// Gives the descriptor away (its duplicate lives on in another worker): this connection's
     /// sources are cancelled and its copy closed, with no allocation or peer torn down.
     func handOver() {
+        tls = nil  // the session moves with the descriptor
         raw = true
         relay = nil
         peerConnectionID = 0
@@ -316,8 +400,22 @@ final class TCPConnection {
         send(bytes)
     }
 
-    /// Sends `bytes` now if nothing is queued ahead of them, queueing what the kernel does not take.
+    /// Sends application bytes: encrypted first on a TLS connection.
     func send(_ bytes: UnsafeRawBufferPointer) {
+        guard !closed, bytes.count > 0 else { return }
+        guard let tls else { sendWire(bytes); return }
+        do {
+            try tls.send(bytes)
+        } catch {
+            flushTLS()
+            close(reason: .error)
+            return
+        }
+        flushTLS()
+    }
+
+    /// Sends `bytes` now if nothing is queued ahead of them, queueing what the kernel does not take.
+    private func sendWire(_ bytes: UnsafeRawBufferPointer) {
         guard !closed, bytes.count > 0 else { return }
         var offset = 0
         if output.count == outputOffset {
@@ -403,6 +501,10 @@ final class TCPConnection {
     /// Cancels both sources; the descriptor is closed once both cancel handlers have run.
     func close(reason: CloseReason) {
         guard !closed else { return }
+        if let tls, reason == .shutdown || reason == .idle || reason == .peerClosed {
+            tls.shutdown()  // close_notify, best effort
+            flushTLS()
+        }
         closed = true
         worker.stats.tcpClosed &+= 1
         worker.logger.debug("tcp connection closed", metadata: ["client": "\(client)", "reason": "\(reason.rawValue)"])

@@ -11,15 +11,18 @@ final class TCPListener {
     let fd: Int32
     let bound: TransportAddress
     unowned let worker: Worker
+    /// For `tls` listeners: the context new sessions are made from.
+    let tls: TLSContextHolder?
     private var source: DispatchSourceRead?
     private var paused = false
     /// Connections accepted per firing before yielding the queue to other sources.
     private let maxAcceptsPerFiring = 64
 
-    init(fd: Int32, bound: TransportAddress, worker: Worker) {
+    init(fd: Int32, bound: TransportAddress, worker: Worker, tls: TLSContextHolder? = nil) {
         self.fd = fd
         self.bound = bound
         self.worker = worker
+        self.tls = tls
     }
 
     func start() {
@@ -63,7 +66,15 @@ final class TCPListener {
                     worker.stats.tcpAccepted &+= 1
                     let local = (try? Posix.localAddress(cfd))?.transportAddress ?? bound
                     let connection = TCPConnection(fd: cfd, client: peer.transportAddress, local: local,
-                                                   transport: .tcp, worker: worker)
+                                                   transport: tls == nil ? .tcp : .tls, worker: worker)
+                    if let tls {
+                        guard let session = try? TLSSession(context: tls.current) else {
+                            worker.connectionLimiter.release(clientAddress.ip)
+                            Posix.close(cfd)
+                            continue
+                        }
+                        connection.tls = session
+                    }
                     worker.connections[cfd] = connection
                     worker.connectionsByID[connection.id] = connection
                     connection.start()
