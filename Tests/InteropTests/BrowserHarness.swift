@@ -97,8 +97,11 @@ enum BrowserHarness {
     ///
     /// With `expectConnection` false the page returns soon after the first icecandidateerror or
     /// once both peers finished gathering, instead of waiting for a connection.
+    /// `home`: a HOME for chromedriver and Chromium (Chromium on Linux reads the NSS certificate
+    /// database from `$HOME/.pki/nssdb`, which is how a test makes it trust a `turns:` certificate).
     static func runRelayTest(iceServers: String, timeout: TimeInterval = 30, expectConnection: Bool = true,
-                             messages: Int = 50, minFramesDecoded: Int = 30, video: Bool = true) throws -> BrowserRelayResult {
+                             messages: Int = 50, minFramesDecoded: Int = 30, video: Bool = true,
+                             home: String? = nil) throws -> BrowserRelayResult {
         guard let browser = browserPath, let driver = driverPath else {
             throw BrowserHarnessError("chromium or chromedriver not installed")
         }
@@ -118,7 +121,7 @@ enum BrowserHarness {
         let chrome: ChromeDriver
         while true {
             do {
-                chrome = try ChromeDriver(path: driver)
+                chrome = try ChromeDriver(path: driver, home: home)
                 break
             } catch {
                 attempt += 1
@@ -192,12 +195,17 @@ final class ChromeDriver {
     let base: URL
     private let logURL: URL
 
-    init(path: String) throws {
+    init(path: String, home: String? = nil) throws {
         port = try Self.freeLoopbackPort()
         base = URL(string: "http://127.0.0.1:\(port)")!
         logURL = FileManager.default.temporaryDirectory.appendingPathComponent("tern-chromedriver-\(UUID().uuidString).log")
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = ["--port=\(port)", "--log-path=\(logURL.path)"]
+        if let home {
+            var env = ProcessInfo.processInfo.environment
+            env["HOME"] = home
+            process.environment = env
+        }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()

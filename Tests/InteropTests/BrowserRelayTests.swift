@@ -75,6 +75,35 @@ struct BrowserRelayTests {
         Self.expectRelayed(r, tern: tern)
     }
 
+    @Test("TURN over TLS (turns:) with a certificate Chromium trusts through an NSS database",
+          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/certutil")), .timeLimit(.minutes(1)))
+    func overTLS() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tern-turns-\(UUID().uuidString)")
+        let nssdb = dir.appendingPathComponent(".pki/nssdb")
+        try FileManager.default.createDirectory(at: nssdb, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cert = dir.appendingPathComponent("cert.pem").path, key = dir.appendingPathComponent("key.pem").path
+        // The URL names 127.0.0.1, so the certificate must too (subjectAltName IP).
+        let made = try runTool("/usr/bin/openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                                                    "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                                                    "-addext", "subjectAltName=IP:127.0.0.1",
+                                                    "-addext", "basicConstraints=critical,CA:TRUE",
+                                                    "-keyout", key, "-out", cert])
+        #expect(made.status == 0, "\(made.output)")
+        #expect(try runTool("/usr/bin/certutil", ["-d", "sql:\(nssdb.path)", "-N", "--empty-password"]).status == 0)
+        let added = try runTool("/usr/bin/certutil", ["-d", "sql:\(nssdb.path)", "-A", "-t", "CP,,", "-n", "tern-test", "-i", cert])
+        #expect(added.status == 0, "\(added.output)")
+        let config = Self.config.replacingOccurrences(of: #""listeners": ["#, with: #""tls": {"certificate": "\#(cert)", "privateKey": "\#(key)"}, "listeners": [{"transport": "tls", "address": "127.0.0.1", "port": 0}, "#)
+        let tern = try TernProcess(config: config)
+        defer { _ = tern.terminate() }
+        #expect(tern.waitForLog("tern listening"), "\(tern.stderr)")
+        let port = try #require(tern.boundListeners().first { $0.transport == "tls" }?.address.port)
+        let server: [String: Any] = ["urls": "turns:127.0.0.1:\(port)?transport=tcp", "username": "alice", "credential": "wonderland"]
+        let ice = String(decoding: try JSONSerialization.data(withJSONObject: [server]), as: UTF8.self)
+        let r = try BrowserHarness.runRelayTest(iceServers: ice, timeout: 30, home: dir.path)
+        Self.expectRelayed(r, tern: tern)
+    }
+
     @Test("Shared-secret (TURN REST) credentials: data channel and video flow relay-to-relay",
           .timeLimit(.minutes(1)))
     func sharedSecret() throws {

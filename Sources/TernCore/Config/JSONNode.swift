@@ -34,7 +34,7 @@ struct JSONNode {
     /// The members of an object whose keys are data (such as user names), not schema.
     func dictionary(_ expected: String) throws(ConfigError) -> [(key: String, node: JSONNode)] {
         guard let dict = value as? [String: Any] else { throw mismatch(expected) }
-        return dict.keys.sorted().map { (key: $0, node: JSONNode(value: dict[$0]!, path: child($0), source: source)) }
+        return dict.sorted { $0.key < $1.key }.map { (key: $0.key, node: JSONNode(value: $0.value, path: child($0.key), source: source)) }
     }
 
     func child(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
@@ -104,7 +104,7 @@ struct JSONNode {
             let shown = s.count > 60 ? String(s.prefix(57)) + "..." : s
             return "string \(String(reflecting: shown))"
         }
-        if isBoolean(value) { return (value as! NSNumber).boolValue ? "true" : "false" }
+        if isBoolean(value), let b = value as? NSNumber { return b.boolValue ? "true" : "false" }
         if let i = integerValue(value) { return "integer \(i)" }
         if let n = value as? NSNumber { return "number \(n)" }
         if value is [Any] { return "an array" }
