@@ -59,4 +59,10 @@ static inline int tern_ssl_get_ex_new_index(void) {
     return SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
+/* DTLS: no session resumption (tickets or cache). The cookie listener hands over full handshakes only. */
+static inline void tern_ssl_ctx_disable_resumption(SSL_CTX *ctx) {
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+}
+
 #endif

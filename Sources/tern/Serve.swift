@@ -99,12 +99,21 @@ final class ServerRunner {
                 throw ExitCode(1)
             }
         }
+        var dtlsContext: TLSServerContext? = nil
+        if specs.contains(where: { $0.transport == .dtls }), let cert = settings.tls.certificate, let key = settings.tls.privateKey {
+            do {
+                dtlsContext = try TLSServerContext.dtls(certificateChainPath: cert, privateKeyPath: key)
+            } catch {
+                logger.critical("start failed: DTLS certificate", metadata: ["error": "\(error)"])
+                throw ExitCode(1)
+            }
+        }
         let server = Server(listeners: specs, workerCount: workerCount,
                             handlerConfiguration: HandlerConfiguration(software: settings.software, turn: Self.turnContext(settings)),
                             relay: RelayAddresses(ipv4: settings.relay.ipv4, ipv6: settings.relay.ipv6,
                                                   portRange: settings.relay.portRange),
                             limits: Self.streamLimits(settings.limits),
-                            tls: tlsHolder,
+                            tls: tlsHolder, dtls: dtlsContext,
                             logger: logger)
         let bound: [BoundListener]
         do {

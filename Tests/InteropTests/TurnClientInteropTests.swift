@@ -44,7 +44,8 @@ struct TurnClientInteropTests {
         {"transport": "udp", "address": "127.0.0.1", "port": 0},
         {"transport": "udp", "address": "::1", "port": 0},
         {"transport": "tcp", "address": "127.0.0.1", "port": 0},
-        {"transport": "tls", "address": "127.0.0.1", "port": 0}
+        {"transport": "tls", "address": "127.0.0.1", "port": 0},
+        {"transport": "dtls", "address": "127.0.0.1", "port": 0}
       ],
       "tls": {"certificate": "\(certificate.cert)", "privateKey": "\(certificate.key)"},
       "relay": {"ipv4": "127.0.0.1", "ipv6": "::1", "portRange": [61000, 61999]},
@@ -69,7 +70,7 @@ struct TurnClientInteropTests {
         return (sent, lost)
     }
 
-    @Test("Zero loss over channels, Send indications, IPv6 relays, shared secrets, dual allocations, DONT-FRAGMENT, TCP, TLS and RFC 6062",
+    @Test("Zero loss over channels, Send indications, IPv6 relays, shared secrets, dual allocations, DONT-FRAGMENT, TCP, TLS, DTLS and RFC 6062",
           arguments: [
             ["-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
             ["-s", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
@@ -89,13 +90,17 @@ struct TurnClientInteropTests {
             ["-t", "-S", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
             ["-t", "-S", "-s", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
             ["-T", "-S", "-u", "alice", "-w", "wonderland"],
+            // DTLS (turns:?transport=udp): channels and Send indications.
+            ["-S", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
+            ["-S", "-s", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
           ])
     func relay(_ options: [String]) throws {
         let tern = try TernProcess(config: Self.config)
         defer { _ = tern.terminate() }
         #expect(tern.waitForLog("tern listening"), "tern did not start: \(tern.stderr)")
         let stream = options.contains("-t") || options.contains("-T")
-        let transport = stream ? (options.contains("-S") ? "tls" : "tcp") : "udp"
+        let secure = options.contains("-S")
+        let transport = stream ? (secure ? "tls" : "tcp") : (secure ? "dtls" : "udp")
         let server = try #require(tern.boundListeners().first { $0.address.ip == .loopbackV4 && $0.transport == transport })
         let peerPort = Self.freeUDPPort()
         let peer = Process()
@@ -114,14 +119,17 @@ struct TurnClientInteropTests {
         let s = try #require(Self.summary(result.output), "no summary from turnutils_uclient: \(result.output.suffix(2000))")
         #expect(s.sent >= 40, "\(result.output.suffix(1500))")
         #expect(s.lost == 0, "\(result.output.suffix(1500))")
-        // With -S, uclient first offers TLS 1.0 and 1.1, which Tern refuses (TLS 1.2 and 1.3 only), and
-        // then connects with 1.2: those refusals are expected, any other error is not.
+        // With -S, uclient picks TLS 1.0/1.1 (or DTLS 1.0) for some attempts, which Tern refuses (TLS 1.2+
+        // and DTLS 1.2 only) with a protocol_version alert; it then connects with 1.2: those refusals are
+        // expected, any other error is not.
         let errors = result.output.split(separator: "\n").filter {
             $0.contains("error") && !$0.contains("alert protocol version")
         }
         #expect(errors.isEmpty, "\(result.output.suffix(1500))")
         if options.contains("-S") {
             #expect(result.output.contains("TLSv1.2") || result.output.contains("TLSv1.3"), "\(result.output.suffix(1500))")
+            #expect(!result.output.contains("method=TLSv1 ") && !result.output.contains("method=TLSv1.1")
+                    && !result.output.contains("method=DTLSv1 "), "an old protocol got through: \(result.output.suffix(1500))")
         }
     }
 }

@@ -98,6 +98,9 @@ public final class RequestHandler {
         }
     }
 
+    /// Counts a datagram dropped by the event loop before it reached `handle` (e.g. not DTLS).
+    public func noteMalformed() { stats.malformed &+= 1 }
+
     /// Comprehension-required attributes (RFC 8489 section 14, range 0x0000-0x7FFF) this server
     /// understands in a request. Anything else in that range earns a 420.
     @inline(__always)

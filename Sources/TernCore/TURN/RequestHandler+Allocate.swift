@@ -60,7 +60,7 @@ extension RequestHandler {
         }
         // RFC 8656 section 3.1: the client may reach the server over UDP or TCP (TLS and DTLS with the
         // secure-transport work); the relay side stays UDP whatever the client transport (section 2.1).
-        guard context.transport != .dtls, let relayIO else {
+        guard let relayIO else {
             return fail(400, "Allocations over this transport are not supported yet")
         }
         // REQUESTED-TRANSPORT is mandatory; only UDP (17) relaying for now (442 otherwise).

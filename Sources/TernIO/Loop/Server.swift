@@ -48,11 +48,14 @@ public final class Server: @unchecked Sendable {
     private let handlerConfiguration: HandlerConfiguration
     /// The TLS context of `tls` listeners; `reloadTLS` swaps it for new connections.
     public let tls: TLSContextHolder?
+    /// The DTLS context of `dtls` listeners (certificates as for TLS; not reloaded yet).
+    public let dtls: TLSServerContext?
 
     public init(listeners: [ListenerSpec], workerCount: Int, handlerConfiguration: HandlerConfiguration,
                 relay: RelayAddresses = RelayAddresses(), limits: StreamLimits = StreamLimits(),
-                tls: TLSContextHolder? = nil, logger: Logger) {
+                tls: TLSContextHolder? = nil, dtls: TLSServerContext? = nil, logger: Logger) {
         self.tls = tls
+        self.dtls = dtls
         precondition(workerCount >= 1, "at least one worker")
         self.listeners = listeners
         self.logger = logger
@@ -74,10 +77,9 @@ public final class Server: @unchecked Sendable {
         var opened: [(Worker, ListenerSpec, Int32, TransportAddress)] = []
         do {
             for spec in listeners {
-                guard spec.transport == .udp || spec.transport == .tcp || (spec.transport == .tls && tls != nil) else {
-                    throw ServerError(description: spec.transport == .tls
-                        ? "listener \(spec): a tls listener needs tls.certificate and tls.privateKey"
-                        : "listener \(spec): transport \(spec.transport) is not supported yet (udp, tcp and tls are)")
+                guard spec.transport == .udp || spec.transport == .tcp || (spec.transport == .tls && tls != nil)
+                        || (spec.transport == .dtls && dtls != nil) else {
+                    throw ServerError(description: "listener \(spec): a \(spec.transport) listener needs tls.certificate and tls.privateKey")
                 }
                 do {
                     try probeFree(spec)
@@ -112,6 +114,14 @@ public final class Server: @unchecked Sendable {
                     let e = UDPEndpoint(fd: fd, bound: local, worker: worker, index: worker.udpEndpoints.count)
                     worker.udpEndpoints.append(e)
                     e.start()
+                case .dtls:
+                    guard let context = dtls, let listener = try? DTLSListener(context: context) else {
+                        Posix.close(fd)
+                        break
+                    }
+                    let e = DTLSEndpoint(fd: fd, bound: local, worker: worker, index: worker.dtlsEndpoints.count, listener: listener)
+                    worker.dtlsEndpoints.append(e)
+                    e.start()
                 default:
                     let l = TCPListener(fd: fd, bound: local, worker: worker, tls: spec.transport == .tls ? self.tls : nil)
                     worker.tcpListeners.append(l)
@@ -130,11 +140,11 @@ public final class Server: @unchecked Sendable {
     private func probeFree(_ spec: ListenerSpec) throws {
         guard spec.address.port != 0 else { return }
         let domain = spec.address.ip.family == .ipv6 ? AF_INET6 : AF_INET
-        let type = spec.transport == .udp ? Int32(SOCK_DGRAM.rawValue) : Int32(SOCK_STREAM.rawValue)
+        let type = spec.transport == .udp || spec.transport == .dtls ? Int32(SOCK_DGRAM.rawValue) : Int32(SOCK_STREAM.rawValue)
         let fd = try Posix.socket(domain: domain, type: type)
         defer { Posix.close(fd) }
         if domain == AF_INET6 { try Posix.setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1) }
-        if spec.transport != .udp { try Posix.setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1) }
+        if type == Int32(SOCK_STREAM.rawValue) { try Posix.setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1) }
         do {
             try Posix.bind(fd, TernSocketAddress(spec.address))
         } catch {
@@ -148,21 +158,22 @@ public final class Server: @unchecked Sendable {
     private func openSocket(_ spec: ListenerSpec, address: TransportAddress) throws -> Int32 {
         let v6 = address.ip.family == .ipv6
         let domain = v6 ? AF_INET6 : AF_INET
-        let type = spec.transport == .udp ? Int32(SOCK_DGRAM.rawValue) : Int32(SOCK_STREAM.rawValue)
+        let datagram = spec.transport == .udp || spec.transport == .dtls
+        let type = datagram ? Int32(SOCK_DGRAM.rawValue) : Int32(SOCK_STREAM.rawValue)
         let fd = try Posix.socket(domain: domain, type: type)
         do {
             if v6 { try Posix.setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1) }
             try Posix.setOption(fd, SOL_SOCKET, tern_so_reuseport(), 1)
-            if spec.transport != .udp {
+            if !datagram {
                 try Posix.setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
-            } else if address.ip.isUnspecified {
+            } else if address.ip.isUnspecified && spec.transport == .udp {
                 // A wildcard UDP socket must answer from the address the request was sent to.
                 if tern_enable_pktinfo(fd, v6 ? 1 : 0) != 0 {
                     throw SystemError("setsockopt(pktinfo)", errno: errno)
                 }
             }
             try Posix.bind(fd, TernSocketAddress(address))
-            if spec.transport != .udp { try Posix.listen(fd, backlog: 1024) }
+            if !datagram { try Posix.listen(fd, backlog: 1024) }
             return fd
         } catch {
             Posix.close(fd)

@@ -16,6 +16,7 @@ public final class Worker: @unchecked Sendable {
     var stats = IOStats()
 
     var udpEndpoints: [UDPEndpoint] = []
+    var dtlsEndpoints: [DTLSEndpoint] = []
     var tcpListeners: [TCPListener] = []
     var connections: [Int32: TCPConnection] = [:]
     /// The same connections by their worker-local id (what a stream allocation's route names).
@@ -79,6 +80,7 @@ public final class Worker: @unchecked Sendable {
         handler.tick(monotonic: now, unix: Clocks.unixSeconds() &+ offset)
         expirePeerConnections(now: now)
         // TLS handshakes that take too long (slowloris-style clients) are cut off.
+        for d in dtlsEndpoints { d.tick(now: now, handshakeTimeout: server?.tls?.handshakeTimeout ?? 10) }
         if let holder = server?.tls {
             for c in Array(connections.values) where c.tls.map({ !$0.handshakeComplete }) == true
                 && c.createdAt &+ holder.handshakeTimeout <= now {
@@ -109,6 +111,8 @@ public final class Worker: @unchecked Sendable {
         for r in Array(relays.values) { r.cancel() }
         for l in Array(tcpRelays.values) { l.cancel() }
         for e in udpEndpoints { e.cancel() }
+        for d in dtlsEndpoints { d.cancel() }
+        dtlsEndpoints.removeAll()
         for l in tcpListeners { l.cancel() }
         for c in Array(connections.values) { c.close(reason: .shutdown) }
         udpEndpoints.removeAll()

@@ -80,6 +80,14 @@ final class RelaySocket {
                 case .drop:
                     continue
                 case .forward(let route, let length):
+                    if route.connection & DTLSEndpoint.idBit != 0 {
+                        // A DTLS client: encrypted onto its association.
+                        if route.socket < worker.dtlsEndpoints.count,
+                           let client = worker.dtlsEndpoints[route.socket].client(id: route.connection) {
+                            worker.dtlsEndpoints[route.socket].send(client, UnsafeRawBufferPointer(rebasing: batch.sendSlot(out)[0..<length]))
+                        }
+                        continue
+                    }
                     if route.connection != 0 {
                         // A stream client: straight onto its connection (bounded queue, see sendRelayed).
                         worker.connectionsByID[route.connection]?

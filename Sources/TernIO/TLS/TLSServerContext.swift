@@ -110,6 +110,9 @@ public final class TLSServerContext: @unchecked Sendable {
         if datagram {
             SSL_CTX_set_cookie_generate_cb(ctx, generateCookie)
             SSL_CTX_set_cookie_verify_cb(ctx, verifyCookie)
+            // An abbreviated (resumed) handshake after the cookie exchange stalled with coturn's
+            // DTLS client: DTLS associations always do the full handshake.
+            tern_ssl_ctx_disable_resumption(ctx)
         }
     }
 
