@@ -148,8 +148,8 @@ final class ServerRunner {
         signal(SIGHUP, SIG_IGN)
         let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
         hup.setEventHandler { [logger, settings, configPath] in
-            guard let holder = tlsHolder else {
-                logger.info("reload: nothing to reload (no tls listener)")
+            guard tlsHolder != nil || dtlsContext != nil else {
+                logger.info("reload: nothing to reload (no tls or dtls listener)")
                 return
             }
             // The certificate paths come from the config file as it is now, when there is one.
@@ -157,7 +157,12 @@ final class ServerRunner {
             if let configPath, let fresh = try? TernConfig.load(path: configPath) { tls = fresh.tls }
             guard let cert = tls.certificate, let key = tls.privateKey else { return }
             do {
-                holder.replace(with: try TLSServerContext(certificateChainPath: cert, privateKeyPath: key))
+                if let holder = tlsHolder {
+                    holder.replace(with: try TLSServerContext(certificateChainPath: cert, privateKeyPath: key))
+                }
+                if dtlsContext != nil {
+                    try server.reloadDTLS(try TLSServerContext.dtls(certificateChainPath: cert, privateKeyPath: key))
+                }
                 logger.info("reload: tls certificate reloaded", metadata: ["certificate": "\(cert)"])
             } catch {
                 logger.error("reload: tls certificate not reloaded, keeping the old one", metadata: ["error": "\(error)"])

@@ -48,8 +48,17 @@ public final class Server: @unchecked Sendable {
     private let handlerConfiguration: HandlerConfiguration
     /// The TLS context of `tls` listeners; `reloadTLS` swaps it for new connections.
     public let tls: TLSContextHolder?
-    /// The DTLS context of `dtls` listeners (certificates as for TLS; not reloaded yet).
+    /// The DTLS context of `dtls` listeners at start; `reloadDTLS` gives new associations another.
     public let dtls: TLSServerContext?
+
+    /// New DTLS associations use `context` (SIGHUP); established ones keep their sessions.
+    public func reloadDTLS(_ context: TLSServerContext) throws {
+        for w in workers {
+            try w.queue.sync {
+                for e in w.dtlsEndpoints { e.listener = try DTLSListener(context: context) }
+            }
+        }
+    }
 
     public init(listeners: [ListenerSpec], workerCount: Int, handlerConfiguration: HandlerConfiguration,
                 relay: RelayAddresses = RelayAddresses(), limits: StreamLimits = StreamLimits(),

@@ -41,7 +41,8 @@ final class DTLSEndpoint {
     let bound: TransportAddress
     unowned let worker: Worker
     let index: Int
-    private let listener: DTLSListener
+    /// Replaced on reload; established associations keep their own sessions.
+    var listener: DTLSListener
     private var source: DispatchSourceRead?
     private var clients: [TransportAddress: DTLSClient] = [:]
     private var nextID: UInt64 = 0
