@@ -202,18 +202,9 @@ final class TCPRelayListener {
     }
 
     func start() {
-        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: worker.queue)
         let fd = self.fd
-        let group = worker.closing
-        group.enter()
-        source.setEventHandler { [unowned self] in self.acceptable() }
-        source.setCancelHandler { [weak worker] in
-            Posix.close(fd)
-            worker?.tcpRelays[fd] = nil
-            group.leave()
-        }
-        self.source = source
-        source.activate()
+        source = worker.makeReadSource(fd: fd, readable: { [unowned self] in self.acceptable() },
+                                       cancelled: { [weak worker] in worker?.tcpRelays[fd] = nil })
     }
 
     func cancel() {

@@ -26,17 +26,7 @@ final class TCPListener {
     }
 
     func start() {
-        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: worker.queue)
-        let fd = self.fd
-        let group = worker.closing
-        group.enter()
-        source.setEventHandler { [unowned self] in self.acceptable() }
-        source.setCancelHandler {
-            Posix.close(fd)
-            group.leave()
-        }
-        self.source = source
-        source.activate()
+        source = worker.makeReadSource(fd: fd, readable: { [unowned self] in self.acceptable() })
     }
 
     func cancel() {

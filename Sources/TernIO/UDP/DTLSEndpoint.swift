@@ -61,17 +61,7 @@ final class DTLSEndpoint {
     }
 
     func start() {
-        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: worker.queue)
-        let fd = self.fd
-        let group = worker.closing
-        group.enter()
-        source.setEventHandler { [unowned self] in self.readable() }
-        source.setCancelHandler {
-            Posix.close(fd)
-            group.leave()
-        }
-        self.source = source
-        source.activate()
+        source = worker.makeReadSource(fd: fd, readable: { [unowned self] in self.readable() })
     }
 
     func cancel() {
@@ -87,32 +77,11 @@ final class DTLSEndpoint {
     }
 
     private func readable() {
-        worker.stats.readFirings &+= 1
         let batch = worker.batch
-        for _ in 0..<16 {
-            batch.resetReceive()
-            let n: Int
-            do {
-                switch try Posix.recvmmsg(fd, batch.recvHeaders, count: batch.count) {
-                case .wouldBlock: return
-                case .done(let got): n = got
-                }
-            } catch {
-                worker.stats.socketErrors &+= 1
-                return
-            }
-            for i in 0..<n {
-                if batch.truncated(i) { worker.stats.oversizedDropped &+= 1; continue }
-                let datagram = batch.received(i)
-                worker.stats.datagramsReceived &+= 1
-                worker.stats.bytesReceived &+= UInt64(datagram.count)
-                let from = TernSocketAddress.transportAddress(batch.recvNames + i)
-                var local = bound
-                if bound.ip.isUnspecified, let l = try? Posix.localAddress(fd) { local = l.transportAddress }
-                handle(datagram, from: from, local: local)
-            }
-            if n < batch.count { return }
-        }
+        worker.drainDatagrams(fd, datagram: { i in
+            let from = TernSocketAddress.transportAddress(batch.recvNames + i)
+            handle(batch.received(i), from: from, local: bound)
+        }, batchDone: {}, failed: { _ in false })
     }
 
     private func handle(_ datagram: UnsafeRawBufferPointer, from: TransportAddress, local: TransportAddress) {

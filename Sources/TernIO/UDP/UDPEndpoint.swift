@@ -23,8 +23,6 @@ final class UDPEndpoint {
     private var source: DispatchSourceRead?
     /// Scratch for the local address of the datagram being handled.
     private let localScratch: UnsafeMutablePointer<sockaddr_storage>
-    /// Batches per firing before yielding the queue, so one busy socket cannot starve the others.
-    private let maxBatchesPerFiring = 16
 
     init(fd: Int32, bound: TransportAddress, worker: Worker, index: Int) {
         self.fd = fd
@@ -41,18 +39,7 @@ final class UDPEndpoint {
     }
 
     func start() {
-        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: worker.queue)
-        let fd = self.fd
-        let group = worker.closing
-        group.enter()
-        source.setEventHandler { [unowned self] in self.readable() }
-        // RFC-independent rule of libdispatch: close the descriptor only once its source is cancelled.
-        source.setCancelHandler {
-            Posix.close(fd)
-            group.leave()
-        }
-        self.source = source
-        source.activate()
+        source = worker.makeReadSource(fd: fd, readable: { [unowned self] in self.readable() })
     }
 
     func cancel() {
@@ -61,53 +48,32 @@ final class UDPEndpoint {
     }
 
     private func readable() {
-        worker.stats.readFirings &+= 1
         let handler = worker.handler
         let batch = worker.batch
-        var rounds = 0
-        while rounds < maxBatchesPerFiring {
-            rounds &+= 1
-            batch.resetReceive()
-            let n: Int
-            do {
-                switch try Posix.recvmmsg(fd, batch.recvHeaders, count: batch.count) {
-                case .wouldBlock: return
-                case .done(let got): n = got
-                }
-            } catch {
-                worker.stats.socketErrors &+= 1
-                worker.logger.debug("udp receive failed", metadata: ["error": "\(error)", "local": "\(bound)"])
-                return
+        var replies = 0
+        worker.drainDatagrams(fd, datagram: { i in
+            let packet = batch.received(i)
+            let client = TernSocketAddress.transportAddress(batch.recvNames + i)
+            var local = bound
+            var haveLocal = false
+            if isWildcard, batch.localAddress(i, port: bound.port, into: localScratch) {
+                local = TernSocketAddress.transportAddress(localScratch)
+                haveLocal = true
             }
-            var replies = 0
-            var i = 0
-            while i < n {
-                defer { i &+= 1 }
-                if batch.truncated(i) {
-                    worker.stats.oversizedDropped &+= 1
-                    continue
-                }
-                let packet = batch.received(i)
-                worker.stats.datagramsReceived &+= 1
-                worker.stats.bytesReceived &+= UInt64(packet.count)
-                let client = TernSocketAddress.transportAddress(batch.recvNames + i)
-                var local = bound
-                var haveLocal = false
-                if isWildcard, batch.localAddress(i, port: bound.port, into: localScratch) {
-                    local = TernSocketAddress.transportAddress(localScratch)
-                    haveLocal = true
-                }
-                let context = PacketContext(client: client, local: local, transport: .udp, socket: index)
-                let result = handler.handle(packet, context: context, response: batch.sendSlot(replies))
-                if case .reply(let length) = result, length > 0, length <= batch.slotSize {
-                    batch.prepareSend(replies, replyingTo: i, length: length,
-                                      source: haveLocal ? UnsafePointer(localScratch) : nil)
-                    replies &+= 1
-                }
+            let context = PacketContext(client: client, local: local, transport: .udp, socket: index)
+            let result = handler.handle(packet, context: context, response: batch.sendSlot(replies))
+            if case .reply(let length) = result, length > 0, length <= batch.slotSize {
+                batch.prepareSend(replies, replyingTo: i, length: length,
+                                  source: haveLocal ? UnsafePointer(localScratch) : nil)
+                replies &+= 1
             }
+        }, batchDone: {
             if replies > 0 { flush(replies, batch: batch) }
-            if n < batch.count { return }
-        }
+            replies = 0
+        }, failed: { error in
+            worker.logger.debug("udp receive failed", metadata: ["error": "\(error)", "local": "\(bound)"])
+            return false
+        })
     }
 
     /// Sends the first `count` prepared slots, resuming after partial sends. A datagram the kernel
