@@ -125,60 +125,65 @@ final class TCPConnection {
         var reads = 0
         while !closed && reads < maxReadsPerFiring {
             reads &+= 1
-            let outcome: IOOutcome<Int>
+            guard let n = cipher.withUnsafeMutableBytes({ readOnce(into: $0) }) else { return }
+            plain.removeAll(keepingCapacity: true)
+            let progress: TLSProgress
             do {
-                outcome = try cipher.withUnsafeMutableBytes { buf throws(SystemError) in
-                    try Posix.read(fd, into: buf)
-                }
+                progress = try cipher.withUnsafeBytes { try session.receive(UnsafeRawBufferPointer(rebasing: $0[0..<n]), plaintext: &plain) }
             } catch {
-                close(reason: .error)
+                flushTLS()  // a fatal alert may be waiting
+                worker.stats.tcpClosedMalformed &+= 1
+                close(reason: .malformed)
                 return
             }
-            switch outcome {
-            case .wouldBlock:
-                return
-            case .done(0):
-                close(reason: .peerClosed)
-                return
-            case .done(let n):
-                lastActivity = worker.handler.now
-                worker.stats.bytesReceived &+= UInt64(n)
-                plain.removeAll(keepingCapacity: true)
-                let progress: TLSProgress
-                do {
-                    progress = try cipher.withUnsafeBytes { try session.receive(UnsafeRawBufferPointer(rebasing: $0[0..<n]), plaintext: &plain) }
-                } catch {
-                    flushTLS()  // a fatal alert may be waiting
-                    worker.stats.tcpClosedMalformed &+= 1
+            flushTLS()
+            if !plain.isEmpty {
+                // Bounded: complete frames are consumed after every read, so what stays is less
+                // than one frame plus one read's worth.
+                guard inputCount + plain.count <= worker.limits.maxFrame + readChunk else {
                     close(reason: .malformed)
                     return
                 }
-                flushTLS()
-                if !plain.isEmpty {
-                    // Bounded: complete frames are consumed after every read, so what stays is less
-                    // than one frame plus one read's worth.
-                    guard inputCount + plain.count <= worker.limits.maxFrame + readChunk else {
-                        close(reason: .malformed)
-                        return
-                    }
-                    if input.count - inputCount < plain.count {
-                        input.append(contentsOf: repeatElement(0, count: plain.count - (input.count - inputCount)))
-                    }
-                    input.withUnsafeMutableBytes { dst in
-                        plain.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: dst[inputCount..<(inputCount + plain.count)]).copyMemory(from: $0) }
-                    }
-                    inputCount += plain.count
-                    if raw {
-                        if !forwardRaw() { return }
-                    } else {
-                        processFrames()
-                    }
+                if input.count - inputCount < plain.count {
+                    input.append(contentsOf: repeatElement(0, count: plain.count - (input.count - inputCount)))
                 }
-                if progress == .closed {
-                    close(reason: .peerClosed)
-                    return
+                input.withUnsafeMutableBytes { dst in
+                    plain.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: dst[inputCount..<(inputCount + plain.count)]).copyMemory(from: $0) }
+                }
+                inputCount += plain.count
+                if raw {
+                    if !forwardRaw() { return }
+                } else {
+                    processFrames()
                 }
             }
+            if progress == .closed {
+                close(reason: .peerClosed)
+                return
+            }
+        }
+    }
+
+    /// One read(2): the byte count, or nil when reading stops for now (would block) or for good (end
+    /// of stream or an error, and then the connection is closed).
+    private func readOnce(into buffer: UnsafeMutableRawBufferPointer) -> Int? {
+        let outcome: IOOutcome<Int>
+        do {
+            outcome = try Posix.read(fd, into: buffer)
+        } catch {
+            close(reason: .error)
+            return nil
+        }
+        switch outcome {
+        case .wouldBlock:
+            return nil
+        case .done(0):
+            close(reason: .peerClosed)
+            return nil
+        case .done(let n):
+            lastActivity = worker.handler.now
+            worker.stats.bytesReceived &+= UInt64(n)
+            return n
         }
     }
 
@@ -204,30 +209,13 @@ final class TCPConnection {
                 guard input.count < worker.limits.maxFrame else { close(reason: .malformed); return }
                 input.append(contentsOf: repeatElement(0, count: min(input.count, worker.limits.maxFrame - input.count)))
             }
-            let outcome: IOOutcome<Int>
-            do {
-                outcome = try input.withUnsafeMutableBytes { buf throws(SystemError) in
-                    try Posix.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: buf[inputCount...]))
-                }
-            } catch {
-                close(reason: .error)
-                return
-            }
-            switch outcome {
-            case .wouldBlock:
-                return
-            case .done(0):
-                close(reason: .peerClosed)
-                return
-            case .done(let n):
-                lastActivity = worker.handler.now
-                inputCount &+= n
-                worker.stats.bytesReceived &+= UInt64(n)
-                if raw {
-                    if !forwardRaw() { return }
-                } else {
-                    processFrames()
-                }
+            let start = inputCount
+            guard let n = input.withUnsafeMutableBytes({ readOnce(into: UnsafeMutableRawBufferPointer(rebasing: $0[start...])) }) else { return }
+            inputCount &+= n
+            if raw {
+                if !forwardRaw() { return }
+            } else {
+                processFrames()
             }
         }
     }
