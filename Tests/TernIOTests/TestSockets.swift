@@ -96,3 +96,14 @@ func bindingRequest(_ id: TransactionID = .random(), attributes: [Attribute] = [
     Message(type: MessageType(method: .binding, class: .request), transactionID: id, attributes: attributes)
         .encode(fingerprint: fingerprint)
 }
+
+/// Polls `condition` every 10 ms for at most `seconds`: for state that settles asynchronously on a
+/// worker queue (a cancel handler closing a descriptor). Not a way to let time pass.
+func eventually(within seconds: Double = 3, _ condition: () -> Bool) -> Bool {
+    let rounds = Int(seconds * 100)
+    for _ in 0..<rounds {
+        if condition() { return true }
+        usleep(10_000)
+    }
+    return condition()
+}
