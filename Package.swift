@@ -53,7 +53,7 @@ let package = Package(
         .executableTarget(
             name: "tern",
             dependencies: [
-                "STUN", "TernCore", "TernIO",
+                "STUN", "TernCore", "TernIO", "CSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

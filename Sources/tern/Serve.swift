@@ -42,6 +42,7 @@ final class ServerRunner {
     let logger: Logger
     var configPath: String? = nil
     private var signalSources: [DispatchSourceSignal] = []
+    let systemd = SystemdNotifier()
 
     init(settings: TernConfig, usingBuiltInDefault: Bool, logger: Logger) {
         self.settings = settings
@@ -122,6 +123,9 @@ final class ServerRunner {
             logger.critical("start failed", metadata: ["error": "\(error)"])
             throw ExitCode(1)
         }
+        let summary = "\(bound.count) listeners (\(bound.map(\.description).joined(separator: ", "))), \(workerCount) workers"
+        systemd.ready(status: "serving: \(summary)")
+        systemd.startWatchdog()
         logger.info("tern listening", metadata: [
             "turn": "\(settings.auth.users.isEmpty && settings.auth.secrets.isEmpty ? "off (no auth.users or auth.secrets)" : "on, realm \(settings.realm)")",
             "listeners": "\(bound.map(\.description).joined(separator: ", "))",
@@ -131,7 +135,8 @@ final class ServerRunner {
         for sig in [SIGINT, SIGTERM] {
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { [logger] in
+            source.setEventHandler { [logger, systemd] in
+                systemd.stopping()
                 logger.info("stopping", metadata: ["signal": "\(sig == SIGINT ? "SIGINT" : "SIGTERM")"])
                 server.stop()
                 let totals = server.stats()
@@ -147,7 +152,10 @@ final class ServerRunner {
         // SIGHUP: certificates are read again; new TLS connections use them, established ones keep theirs.
         signal(SIGHUP, SIG_IGN)
         let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
-        hup.setEventHandler { [logger, settings, configPath] in
+        hup.setEventHandler { [logger, settings, configPath, systemd] in
+            systemd.reloading()
+            var outcome = "reloaded"
+            defer { systemd.ready(status: "serving: \(summary) (\(outcome))") }
             guard tlsHolder != nil || dtlsContext != nil else {
                 logger.info("reload: nothing to reload (no tls or dtls listener)")
                 return
@@ -166,6 +174,7 @@ final class ServerRunner {
                 logger.info("reload: tls certificate reloaded", metadata: ["certificate": "\(cert)"])
             } catch {
                 logger.error("reload: tls certificate not reloaded, keeping the old one", metadata: ["error": "\(error)"])
+                outcome = "reload failed, old certificate kept: \(error)"
             }
         }
         hup.activate()

@@ -19,7 +19,7 @@ final class TernProcess {
     }
 
     /// Starts `tern serve`, with `config` written to a temporary file when given.
-    init(config: String?) throws {
+    init(config: String?, environment: [String: String] = [:]) throws {
         if let config {
             let url = FileManager.default.temporaryDirectory.appendingPathComponent("tern-test-\(UUID().uuidString).json")
             try config.write(to: url, atomically: true, encoding: .utf8)
@@ -29,6 +29,9 @@ final class TernProcess {
         }
         process.executableURL = Self.executableURL
         process.arguments = ["serve"] + (configURL.map { ["--config", $0.path] } ?? [])
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.standardError = stderrPipe
         process.standardOutput = FileHandle.nullDevice
         stderrPipe.fileHandleForReading.readabilityHandler = { [weak self] h in
