@@ -117,7 +117,7 @@ extension Worker {
         connectionsByID[route.connection]?.send(UnsafeRawBufferPointer(rebasing: streamResponse[0..<n]))
     }
 
-    /// The peer connection with this CONNECTION-ID on this worker.
+    /// The peer connection with this CONNECTION-ID on this worker (a scan, once per ConnectionBind).
     func peerConnection(_ id: UInt32) -> TCPConnection? {
         connections.values.first { $0.peerConnectionID == id }
     }

@@ -45,6 +45,8 @@ final class DTLSEndpoint {
     var listener: DTLSListener
     private var source: DispatchSourceRead?
     private var clients: [TransportAddress: DTLSClient] = [:]
+    /// The same associations by id: relayed data finds its client with one hash lookup.
+    private var clientsByID: [UInt64: DTLSClient] = [:]
     private var nextID: UInt64 = 0
     private var plain: [UInt8] = []
     private var datagrams: [[UInt8]] = []
@@ -73,7 +75,7 @@ final class DTLSEndpoint {
     var clientCount: Int { clients.count }
 
     func client(id: UInt64) -> DTLSClient? {
-        clients.values.first { $0.id == id }
+        clientsByID[id]
     }
 
     private func readable() {
@@ -104,6 +106,7 @@ final class DTLSEndpoint {
                 nextID &+= 1
                 let c = DTLSClient(id: Self.idBit | nextID, address: from, local: local, session: session, now: worker.handler.now)
                 clients[from] = c
+                clientsByID[c.id] = c
                 flush(c)
             }
             return
@@ -188,6 +191,7 @@ final class DTLSEndpoint {
 
     private func drop(_ client: DTLSClient, notify: Bool) {
         clients[client.address] = nil
+        clientsByID[client.id] = nil
         // An allocation made over this association ends with it.
         worker.handler.streamClosed(client: client.address, local: client.local, transport: .dtls)
     }
