@@ -75,8 +75,7 @@ public final class DTLSListener {
               datagram[0] == 22, datagram[1] == 0xFE, datagram[13] == 1 else { return .drop }
         if ssl == nil { ssl = try? makeListeningSSL() }
         guard let ssl, let base = datagram.baseAddress else { return .drop }
-        let rbio = SSL_get_rbio(ssl)!
-        let wbio = SSL_get_wbio(ssl)!
+        guard let rbio = SSL_get_rbio(ssl), let wbio = SSL_get_wbio(ssl) else { return .drop }
         _ = BIO_ctrl(rbio, BIO_CTRL_RESET, 0, nil)
         _ = BIO_ctrl(wbio, BIO_CTRL_RESET, 0, nil)
         binding.peer = clientAddress
