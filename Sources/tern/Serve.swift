@@ -1,5 +1,6 @@
 import ArgumentParser
 import Dispatch
+import CSystemd
 import Foundation
 import Logging
 import STUN
@@ -116,6 +117,11 @@ final class ServerRunner {
                             limits: Self.streamLimits(settings.limits),
                             tls: tlsHolder, dtls: dtlsContext,
                             logger: logger)
+        // Socket activation: systemd passes listening sockets from fd 3 on (sd_listen_fds(3)).
+        let passed = sd_listen_fds(1)
+        if passed > 0 {
+            server.inherited = (0..<passed).map { SD_LISTEN_FDS_START + $0 }
+        }
         let bound: [BoundListener]
         do {
             bound = try server.start()

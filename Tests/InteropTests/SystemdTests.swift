@@ -90,4 +90,45 @@ struct SystemdTests {
         let complaints = verify.output.split(separator: "\n").filter { $0.contains("tern.service") }
         #expect(complaints.isEmpty, "\(verify.output)")
     }
+
+    @Test("Socket activation: a socket passed in by systemd-socket-activate is served instead of binding",
+          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-socket-activate")))
+    func socketActivation() throws {
+        let port = TurnClientInteropTests.freeTCPPort()
+        let configURL = FileManager.default.temporaryDirectory.appendingPathComponent("tern-sa-\(UUID().uuidString).json")
+        try #"{"listeners": [{"transport": "tcp", "address": "127.0.0.1", "port": \#(port)}]}"#
+            .write(to: configURL, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: configURL) }
+        let activator = Process()
+        activator.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-socket-activate")
+        activator.arguments = ["-l", "127.0.0.1:\(port)", TernProcess.executableURL.path, "serve", "--config", configURL.path]
+        let log = Pipe()
+        activator.standardError = log
+        activator.standardOutput = log
+        try activator.run()
+        // SIGKILL: children of the test runner inherit a signal mask that blocks SIGTERM.
+        defer { kill(activator.processIdentifier, SIGKILL); activator.waitUntilExit() }
+        // The activator listens at once and execs tern on the first connection.
+        var answered = false
+        for _ in 0..<50 where !answered {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(fd) }
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_port = port.bigEndian
+            addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+            var tv = timeval(tv_sec: 5, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+            let c = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            if c != 0 { Thread.sleep(forTimeInterval: 0.1); continue }
+            var request: [UInt8] = [0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42]
+            request += (0..<12).map { _ in UInt8.random(in: 0...255) }
+            _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+            var reply = [UInt8](repeating: 0, count: 64)
+            let n = reply.withUnsafeMutableBytes { recv(fd, $0.baseAddress, 64, 0) }
+            answered = n >= 32 && reply[0] == 0x01 && reply[1] == 0x01 && Array(reply[8..<20]) == Array(request[8..<20])
+        }
+        #expect(answered, "no Binding answer through the activated socket")
+    }
 }

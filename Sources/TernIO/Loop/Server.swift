@@ -77,6 +77,29 @@ public final class Server: @unchecked Sendable {
         for w in workers { w.server = self }
     }
 
+    /// Sockets passed in by systemd socket activation (`LISTEN_FDS`), set before `start()`. Each is
+    /// matched to the config listener with its socket type, address and port, and used by worker 0
+    /// instead of binding (ports below 1024 then need no capability); the other workers add their own
+    /// SO_REUSEPORT sockets when they may. Sockets that match no listener are closed.
+    public var inherited: [Int32] = []
+
+    private func takeInherited(_ spec: ListenerSpec, from pool: inout [Int32]) -> Int32? {
+        let wantType = spec.transport == .udp || spec.transport == .dtls ? Int32(SOCK_DGRAM.rawValue) : Int32(SOCK_STREAM.rawValue)
+        for (i, fd) in pool.enumerated() {
+            var type: Int32 = 0
+            var len = socklen_t(MemoryLayout<Int32>.size)
+            guard getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0, type == wantType,
+                  let local = try? Posix.localAddress(fd).transportAddress, local == spec.address else { continue }
+            pool.remove(at: i)
+            // systemd passes blocking sockets; the event loop needs non-blocking ones.
+            let flags = fcntl(fd, F_GETFL)
+            _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+            if spec.transport == .udp && local.ip.isUnspecified { _ = tern_enable_pktinfo(fd, local.ip.family == .ipv6 ? 1 : 0) }
+            return fd
+        }
+        return nil
+    }
+
     /// Binds everything, then starts every source. On any bind failure nothing is left open.
     @discardableResult
     public func start() throws -> [BoundListener] {
@@ -84,11 +107,23 @@ public final class Server: @unchecked Sendable {
         started = true
         Posix.ignoreSIGPIPE()
         var opened: [(Worker, ListenerSpec, Int32, TransportAddress)] = []
+        var pool = inherited
         do {
             for spec in listeners {
                 guard spec.transport == .udp || spec.transport == .tcp || (spec.transport == .tls && tls != nil)
                         || (spec.transport == .dtls && dtls != nil) else {
                     throw ServerError(description: "listener \(spec): a \(spec.transport) listener needs tls.certificate and tls.privateKey")
+                }
+                if let fd = takeInherited(spec, from: &pool) {
+                    logger.info("listener from socket activation", metadata: ["listener": "\(spec)"])
+                    opened.append((workers[0], spec, fd, spec.address))
+                    for worker in workers.dropFirst() {
+                        // Joining needs SO_REUSEPORT on the inherited socket (ReusePort=yes) and the right to bind.
+                        guard let extra = try? openSocket(spec, address: spec.address) else { break }
+                        opened.append((worker, spec, extra, spec.address))
+                    }
+                    bound.append(BoundListener(transport: spec.transport, address: spec.address))
+                    continue
                 }
                 do {
                     try probeFree(spec)
@@ -113,8 +148,14 @@ public final class Server: @unchecked Sendable {
             }
         } catch {
             for (_, _, fd, _) in opened { Posix.close(fd) }
+            for fd in pool { Posix.close(fd) }
             bound = []
             throw error
+        }
+        for fd in pool {
+            logger.warning("socket from systemd matches no listener: closed",
+                           metadata: ["socket": "\((try? Posix.localAddress(fd).transportAddress).map { "\($0)" } ?? "fd \(fd)")"])
+            Posix.close(fd)
         }
         for (worker, spec, fd, local) in opened {
             worker.queue.sync {
