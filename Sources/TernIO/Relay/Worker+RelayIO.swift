@@ -36,7 +36,7 @@ enum Clocks {
 extension Worker: RelayIO {
     /// The address a relay socket of `family` binds: the configured one, else the server address
     /// the client reached. Never a wildcard: XOR-RELAYED-ADDRESS must be concrete.
-    private func relayAddress(_ family: AddressFamily, near: IPAddress) -> IPAddress? {
+    func relayAddress(_ family: AddressFamily, near: IPAddress) -> IPAddress? {
         let configured = family == .ipv4 ? relayAddresses.ipv4 : relayAddresses.ipv6
         if let configured, !configured.isUnspecified { return configured }
         if near.family == family, !near.isUnspecified { return near }

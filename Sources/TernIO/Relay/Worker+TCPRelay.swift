@@ -32,15 +32,7 @@ extension Worker {
 
     public func openTCPRelay(family: AddressFamily, near: IPAddress) -> Result<OpenedRelay, RelayOpenError> {
         dispatchPrecondition(condition: .onQueue(queue))
-        let configured = family == .ipv4 ? relayAddresses.ipv4 : relayAddresses.ipv6
-        let ip: IPAddress
-        if let configured, !configured.isUnspecified {
-            ip = configured
-        } else if near.family == family, !near.isUnspecified {
-            ip = near
-        } else {
-            return .failure(.familyUnavailable)
-        }
+        guard let ip = relayAddress(family, near: near) else { return .failure(.familyUnavailable) }
         guard let shared = handler.configuration.turn?.shared else { return .failure(.familyUnavailable) }
         var rng = SystemRandomNumberGenerator()
         for _ in 0..<64 {

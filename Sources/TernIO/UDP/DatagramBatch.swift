@@ -111,6 +111,12 @@ final class DatagramBatch {
     func prepareSend(_ i: Int, replyingTo from: Int, length: Int, source: UnsafePointer<sockaddr_storage>?) {
         sendNames[i] = recvNames[from]
         sendHeaders[i].msg_hdr.msg_namelen = recvHeaders[from].msg_hdr.msg_namelen
+        fillSend(i, length: length, source: source)
+    }
+
+    /// Length, cleared flags, and the packet-info control message naming `source` (or none).
+    @inline(__always)
+    private func fillSend(_ i: Int, length: Int, source: UnsafePointer<sockaddr_storage>?) {
         sendIov[i].iov_len = length
         sendHeaders[i].msg_len = 0
         sendHeaders[i].msg_hdr.msg_flags = 0
@@ -134,19 +140,12 @@ final class DatagramBatch {
     @inline(__always)
     func prepareSend(_ i: Int, to dest: TransportAddress, length: Int, source: TransportAddress?, socket: Int) {
         sendHeaders[i].msg_hdr.msg_namelen = TernSocketAddress.write(dest, into: sendNames + i)
-        sendIov[i].iov_len = length
-        sendHeaders[i].msg_len = 0
-        sendHeaders[i].msg_hdr.msg_flags = 0
         sendSocket[i] = socket
         if let source {
             _ = TernSocketAddress.write(source, into: sourceScratch)
-            let control = sendControl + i * controlSize
-            let used = tern_write_pktinfo(control, controlSize, sourceScratch)
-            sendHeaders[i].msg_hdr.msg_control = used > 0 ? control : nil
-            sendHeaders[i].msg_hdr.msg_controllen = used
+            fillSend(i, length: length, source: UnsafePointer(sourceScratch))
         } else {
-            sendHeaders[i].msg_hdr.msg_control = nil
-            sendHeaders[i].msg_hdr.msg_controllen = 0
+            fillSend(i, length: length, source: nil)
         }
     }
 
