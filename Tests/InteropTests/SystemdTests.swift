@@ -94,7 +94,7 @@ struct SystemdTests {
     @Test("Socket activation: a socket passed in by systemd-socket-activate is served instead of binding",
           .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-socket-activate")))
     func socketActivation() throws {
-        let port = TurnClientInteropTests.freeTCPPort()
+        let port = HeavyInteropTests.TurnClientInteropTests.freeTCPPort()
         let configURL = FileManager.default.temporaryDirectory.appendingPathComponent("tern-sa-\(UUID().uuidString).json")
         try #"{"listeners": [{"transport": "tcp", "address": "127.0.0.1", "port": \#(port)}]}"#
             .write(to: configURL, atomically: true, encoding: .utf8)

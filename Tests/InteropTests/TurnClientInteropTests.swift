@@ -4,145 +4,147 @@ import Testing
 
 /// coturn's turnutils_uclient relaying through `tern serve` to turnutils_peer (an echo peer):
 /// an independent TURN client implementation against ours, over real loopback sockets.
-@Suite("tern serve with coturn's turnutils_uclient and turnutils_peer", .serialized)
-struct TurnClientInteropTests {
-    static let uclient = "/usr/bin/turnutils_uclient"
-    static let peerTool = "/usr/bin/turnutils_peer"
+extension HeavyInteropTests {
+    @Suite("tern serve with coturn's turnutils_uclient and turnutils_peer", .serialized)
+    struct TurnClientInteropTests {
+        static let uclient = "/usr/bin/turnutils_uclient"
+        static let peerTool = "/usr/bin/turnutils_peer"
 
-    /// A TCP port that was free a moment ago.
-    static func freeTCPPort() -> UInt16 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) { p in p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &addr) { p in p.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        return UInt16(bigEndian: addr.sin_port)
-    }
-
-    /// A UDP port that was free a moment ago (the peer tool needs a fixed port number).
-    static func freeUDPPort() -> UInt16 {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) }
+        /// A TCP port that was free a moment ago.
+        static func freeTCPPort() -> UInt16 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(fd) }
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            _ = withUnsafeMutablePointer(to: &addr) { p in p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+            _ = withUnsafeMutablePointer(to: &addr) { p in p.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+            return UInt16(bigEndian: addr.sin_port)
         }
-        _ = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-        }
-        return UInt16(bigEndian: addr.sin_port)
-    }
 
-    /// A self-signed certificate for the tls listener, made once per test run.
-    static let certificate: (cert: String, key: String) = {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tern-interop-\(getpid())")
-        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let cert = dir.appendingPathComponent("cert.pem").path, key = dir.appendingPathComponent("key.pem").path
-        _ = try? runTool("/usr/bin/openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                                             "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout", key, "-out", cert])
-        return (cert, key)
-    }()
-
-    static var config: String { """
-    {
-      "realm": "tern.test",
-      "workers": 2,
-      "listeners": [
-        {"transport": "udp", "address": "127.0.0.1", "port": 0},
-        {"transport": "udp", "address": "::1", "port": 0},
-        {"transport": "tcp", "address": "127.0.0.1", "port": 0},
-        {"transport": "tls", "address": "127.0.0.1", "port": 0},
-        {"transport": "dtls", "address": "127.0.0.1", "port": 0}
-      ],
-      "tls": {"certificate": "\(certificate.cert)", "privateKey": "\(certificate.key)"},
-      "relay": {"ipv4": "127.0.0.1", "ipv6": "::1", "portRange": [61000, 61999]},
-      "auth": {"users": {"alice": "wonderland"}, "secrets": ["s3cret"]},
-      "peers": {"allow": ["127.0.0.0/8", "::1/128"]}
-    }
-    """ }
-
-    /// "Total lost packets 0 (0.000000%)" and the packets sent, from uclient's summary.
-    static func summary(_ output: String) -> (sent: Int, lost: Int)? {
-        var sent: Int? = nil
-        var lost: Int? = nil
-        for line in output.split(separator: "\n") {
-            if let r = line.range(of: "tot_send_msgs="), !line.contains("msz=") {
-                sent = Int(line[r.upperBound...].prefix { $0.isNumber })
+        /// A UDP port that was free a moment ago (the peer tool needs a fixed port number).
+        static func freeUDPPort() -> UInt16 {
+            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+            defer { close(fd) }
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            _ = withUnsafeMutablePointer(to: &addr) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) }
             }
-            if let r = line.range(of: "Total lost packets ") {
-                lost = Int(line[r.upperBound...].prefix { $0.isNumber })
+            _ = withUnsafeMutablePointer(to: &addr) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
             }
+            return UInt16(bigEndian: addr.sin_port)
         }
-        guard let sent, let lost else { return nil }
-        return (sent, lost)
-    }
 
-    @Test("Zero loss over channels, Send indications, IPv6 relays, shared secrets, dual allocations, DONT-FRAGMENT, TCP, TLS, DTLS and RFC 6062",
-          arguments: [
-            ["-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
-            ["-s", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
-            ["-x", "-u", "alice", "-w", "wonderland", "-e", "::1"],
-            ["-x", "-s", "-u", "alice", "-w", "wonderland", "-e", "::1"],
-            ["-W", "s3cret", "-u", "bob", "-e", "127.0.0.1"],
-            ["-Z", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
-            ["-g", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
-            ["-y", "-u", "alice", "-w", "wonderland"],
-            ["-t", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
-            ["-t", "-s", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
-            // RFC 6062 TCP relaying: Connect, ConnectionAttempt and ConnectionBind between uclient's
-            // own clients (-T implies -t -y).
-            ["-T", "-u", "alice", "-w", "wonderland"],
-            ["-T", "-W", "s3cret", "-u", "bob"],
-            // TLS (turns:): channels, Send indications, and RFC 6062 over TLS.
-            ["-t", "-S", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
-            ["-t", "-S", "-s", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
-            ["-T", "-S", "-u", "alice", "-w", "wonderland"],
-            // DTLS (turns:?transport=udp): channels and Send indications.
-            ["-S", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
-            ["-S", "-s", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
-          ])
-    func relay(_ options: [String]) throws {
-        let tern = try TernProcess(config: Self.config)
-        defer { _ = tern.terminate() }
-        #expect(tern.waitForLog("tern listening"), "tern did not start: \(tern.stderr)")
-        let stream = options.contains("-t") || options.contains("-T")
-        let secure = options.contains("-S")
-        let transport = stream ? (secure ? "tls" : "tcp") : (secure ? "dtls" : "udp")
-        let server = try #require(tern.boundListeners().first { $0.address.ip == .loopbackV4 && $0.transport == transport })
-        let peerPort = Self.freeUDPPort()
-        let peer = Process()
-        peer.executableURL = URL(fileURLWithPath: Self.peerTool)
-        peer.arguments = ["-p", "\(peerPort)", "-L", "127.0.0.1", "-L", "::1"]
-        peer.standardOutput = FileHandle.nullDevice
-        peer.standardError = FileHandle.nullDevice
-        try peer.run()
-        // SIGKILL: children of the test runner inherit a signal mask that blocks SIGTERM.
-        defer { kill(peer.processIdentifier, SIGKILL); peer.waitUntilExit() }
-        Thread.sleep(forTimeInterval: 0.2)
-        // 2 clients x 20 messages of 120 bytes, 5 ms apart: a small rate, as the issue asks.
-        let result = try runTool(Self.uclient, options + ["-p", "\(server.address.port)", "-r", "\(peerPort)",
-                                                          "-n", "20", "-m", "2", "-l", "120", "-z", "5", "127.0.0.1"],
-                                 timeout: 60)
-        let s = try #require(Self.summary(result.output), "no summary from turnutils_uclient: \(result.output.suffix(2000))")
-        #expect(s.sent >= 40, "\(result.output.suffix(1500))")
-        #expect(s.lost == 0, "\(result.output.suffix(1500))")
-        // With -S, uclient picks TLS 1.0/1.1 (or DTLS 1.0) for some attempts, which Tern refuses (TLS 1.2+
-        // and DTLS 1.2 only) with a protocol_version alert; it then connects with 1.2: those refusals are
-        // expected, any other error is not.
-        let errors = result.output.split(separator: "\n").filter {
-            $0.contains("error") && !$0.contains("alert protocol version")
+        /// A self-signed certificate for the tls listener, made once per test run.
+        static let certificate: (cert: String, key: String) = {
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tern-interop-\(getpid())")
+            try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            let cert = dir.appendingPathComponent("cert.pem").path, key = dir.appendingPathComponent("key.pem").path
+            _ = try? runTool("/usr/bin/openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                                                 "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout", key, "-out", cert])
+            return (cert, key)
+        }()
+
+        static var config: String { """
+        {
+          "realm": "tern.test",
+          "workers": 2,
+          "listeners": [
+            {"transport": "udp", "address": "127.0.0.1", "port": 0},
+            {"transport": "udp", "address": "::1", "port": 0},
+            {"transport": "tcp", "address": "127.0.0.1", "port": 0},
+            {"transport": "tls", "address": "127.0.0.1", "port": 0},
+            {"transport": "dtls", "address": "127.0.0.1", "port": 0}
+          ],
+          "tls": {"certificate": "\(certificate.cert)", "privateKey": "\(certificate.key)"},
+          "relay": {"ipv4": "127.0.0.1", "ipv6": "::1", "portRange": [61000, 61999]},
+          "auth": {"users": {"alice": "wonderland"}, "secrets": ["s3cret"]},
+          "peers": {"allow": ["127.0.0.0/8", "::1/128"]}
         }
-        #expect(errors.isEmpty, "\(result.output.suffix(1500))")
-        if options.contains("-S") {
-            #expect(result.output.contains("TLSv1.2") || result.output.contains("TLSv1.3"), "\(result.output.suffix(1500))")
-            #expect(!result.output.contains("method=TLSv1 ") && !result.output.contains("method=TLSv1.1")
-                    && !result.output.contains("method=DTLSv1 "), "an old protocol got through: \(result.output.suffix(1500))")
+        """ }
+
+        /// "Total lost packets 0 (0.000000%)" and the packets sent, from uclient's summary.
+        static func summary(_ output: String) -> (sent: Int, lost: Int)? {
+            var sent: Int? = nil
+            var lost: Int? = nil
+            for line in output.split(separator: "\n") {
+                if let r = line.range(of: "tot_send_msgs="), !line.contains("msz=") {
+                    sent = Int(line[r.upperBound...].prefix { $0.isNumber })
+                }
+                if let r = line.range(of: "Total lost packets ") {
+                    lost = Int(line[r.upperBound...].prefix { $0.isNumber })
+                }
+            }
+            guard let sent, let lost else { return nil }
+            return (sent, lost)
+        }
+
+        @Test("Zero loss over channels, Send indications, IPv6 relays, shared secrets, dual allocations, DONT-FRAGMENT, TCP, TLS, DTLS and RFC 6062",
+              arguments: [
+                ["-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
+                ["-s", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
+                ["-x", "-u", "alice", "-w", "wonderland", "-e", "::1"],
+                ["-x", "-s", "-u", "alice", "-w", "wonderland", "-e", "::1"],
+                ["-W", "s3cret", "-u", "bob", "-e", "127.0.0.1"],
+                ["-Z", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
+                ["-g", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
+                ["-y", "-u", "alice", "-w", "wonderland"],
+                ["-t", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
+                ["-t", "-s", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
+                // RFC 6062 TCP relaying: Connect, ConnectionAttempt and ConnectionBind between uclient's
+                // own clients (-T implies -t -y).
+                ["-T", "-u", "alice", "-w", "wonderland"],
+                ["-T", "-W", "s3cret", "-u", "bob"],
+                // TLS (turns:): channels, Send indications, and RFC 6062 over TLS.
+                ["-t", "-S", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
+                ["-t", "-S", "-s", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
+                ["-T", "-S", "-u", "alice", "-w", "wonderland"],
+                // DTLS (turns:?transport=udp): channels and Send indications.
+                ["-S", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
+                ["-S", "-s", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1"],
+              ])
+        func relay(_ options: [String]) throws {
+            let tern = try TernProcess(config: Self.config)
+            defer { _ = tern.terminate() }
+            #expect(tern.waitForLog("tern listening"), "tern did not start: \(tern.stderr)")
+            let stream = options.contains("-t") || options.contains("-T")
+            let secure = options.contains("-S")
+            let transport = stream ? (secure ? "tls" : "tcp") : (secure ? "dtls" : "udp")
+            let server = try #require(tern.boundListeners().first { $0.address.ip == .loopbackV4 && $0.transport == transport })
+            let peerPort = Self.freeUDPPort()
+            let peer = Process()
+            peer.executableURL = URL(fileURLWithPath: Self.peerTool)
+            peer.arguments = ["-p", "\(peerPort)", "-L", "127.0.0.1", "-L", "::1"]
+            peer.standardOutput = FileHandle.nullDevice
+            peer.standardError = FileHandle.nullDevice
+            try peer.run()
+            // SIGKILL: children of the test runner inherit a signal mask that blocks SIGTERM.
+            defer { kill(peer.processIdentifier, SIGKILL); peer.waitUntilExit() }
+            Thread.sleep(forTimeInterval: 0.2)
+            // 2 clients x 20 messages of 120 bytes, 5 ms apart: a small rate, as the issue asks.
+            let result = try runTool(Self.uclient, options + ["-p", "\(server.address.port)", "-r", "\(peerPort)",
+                                                              "-n", "20", "-m", "2", "-l", "120", "-z", "5", "127.0.0.1"],
+                                     timeout: 60)
+            let s = try #require(Self.summary(result.output), "no summary from turnutils_uclient: \(result.output.suffix(2000))")
+            #expect(s.sent >= 40, "\(result.output.suffix(1500))")
+            #expect(s.lost == 0, "\(result.output.suffix(1500))")
+            // With -S, uclient picks TLS 1.0/1.1 (or DTLS 1.0) for some attempts, which Tern refuses (TLS 1.2+
+            // and DTLS 1.2 only) with a protocol_version alert; it then connects with 1.2: those refusals are
+            // expected, any other error is not.
+            let errors = result.output.split(separator: "\n").filter {
+                $0.contains("error") && !$0.contains("alert protocol version")
+            }
+            #expect(errors.isEmpty, "\(result.output.suffix(1500))")
+            if options.contains("-S") {
+                #expect(result.output.contains("TLSv1.2") || result.output.contains("TLSv1.3"), "\(result.output.suffix(1500))")
+                #expect(!result.output.contains("method=TLSv1 ") && !result.output.contains("method=TLSv1.1")
+                        && !result.output.contains("method=DTLSv1 "), "an old protocol got through: \(result.output.suffix(1500))")
+            }
         }
     }
 }
