@@ -12,6 +12,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C: OpenSSL (HMAC/MD5/SHA now, TLS/DTLS later) through pkg-config.
@@ -50,10 +52,22 @@ let package = Package(
             ]
         ),
 
+        // The admin HTTP endpoint (Hummingbird 2) and Prometheus rendering. Reads snapshots through
+        // `AdminBackend`; never touches a worker.
+        .target(
+            name: "TernAdmin",
+            dependencies: [
+                "TernCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         .executableTarget(
             name: "tern",
             dependencies: [
-                "STUN", "TernCore", "TernIO", "CSystemd",
+                "STUN", "TernCore", "TernIO", "TernAdmin", "CSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -62,6 +76,13 @@ let package = Package(
         .testTarget(name: "STUNTests", dependencies: ["STUN"]),
         .testTarget(name: "TernCoreTests", dependencies: ["TernCore", "STUN"]),
         .testTarget(name: "TernIOTests", dependencies: ["TernIO", "TernCore", "STUN", "CTernShims", "COpenSSL"]),
+        .testTarget(
+            name: "TernAdminTests",
+            dependencies: [
+                "TernAdmin", "TernCore", "TernIO", "STUN",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
         .testTarget(name: "InteropTests", dependencies: ["TernIO", "TernCore", "STUN"]),
     ],
     swiftLanguageModes: [.v5]

@@ -16,6 +16,14 @@ public enum IPAddress: Hashable, Sendable {
     public static let loopbackV6 = IPAddress.v6(0, 1)
 
     /// True for 0.0.0.0 and ::.
+    /// 127.0.0.0/8 or ::1.
+    public var isLoopback: Bool {
+        switch self {
+        case .v4(let a): return a >> 24 == 127
+        case .v6(let hi, let lo): return hi == 0 && lo == 1
+        }
+    }
+
     public var isUnspecified: Bool {
         switch self {
         case .v4(let a): return a == 0

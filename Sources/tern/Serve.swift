@@ -4,6 +4,7 @@ import CSystemd
 import Foundation
 import Logging
 import STUN
+import TernAdmin
 import TernCore
 import TernIO
 
@@ -29,30 +30,44 @@ struct Serve: ParsableCommand {
         }
         LoggingSystem.bootstrap { label in makeLogHandler(label: label, level: settings.log.level) }
         let logger = Logger(label: "tern")
-        let runner = ServerRunner(settings: settings, usingBuiltInDefault: config == nil, logger: logger)
-        runner.configPath = config
+        let runner = ServerRunner(settings: settings, configPath: config, logger: logger)
         try runner.run()
     }
 }
 
-/// Wires config to the event loop and handles process signals. Kept out of the command so that the
-/// signal handlers are set up in an ordinary type, not main-actor isolated code.
-final class ServerRunner {
-    let settings: TernConfig
-    let usingBuiltInDefault: Bool
+/// Wires config to the event loop, the admin endpoint and systemd, and handles process signals:
+/// SIGHUP reloads, SIGTERM/SIGINT drain (a second one stops at once). Kept out of the command so
+/// that the signal handlers live in an ordinary type, not main-actor isolated code.
+final class ServerRunner: @unchecked Sendable {
+    /// The configuration in force (replaced by each successful reload).
+    private(set) var settings: TernConfig
+    let configPath: String?
     let logger: Logger
-    var configPath: String? = nil
-    private var signalSources: [DispatchSourceSignal] = []
     let systemd = SystemdNotifier()
+    /// Kept across reloads: allocation quotas, reservations and ids live here, and nonces already
+    /// handed out stay valid because the nonce key does not change.
+    let shared = SharedTurnState()
+    let nonces = NonceIssuer(key: NonceIssuer.randomKey())
+    private var signalSources: [DispatchSourceSignal] = []
+    /// Signal handling, reload and drain run here, one at a time.
+    private let control = DispatchQueue(label: "tern.control")
+    private var server: Server!
+    private var tlsHolder: TLSContextHolder?
+    private var dtlsEnabled = false
+    private var summary = ""
+    private var drainStarted: Date?
+    private var drainTimer: DispatchSourceTimer?
 
-    init(settings: TernConfig, usingBuiltInDefault: Bool, logger: Logger) {
+    init(settings: TernConfig, configPath: String?, logger: Logger) {
         self.settings = settings
-        self.usingBuiltInDefault = usingBuiltInDefault
+        self.configPath = configPath
         self.logger = logger
     }
 
+    var usingBuiltInDefault: Bool { configPath == nil }
+
     /// TURN is served only with credentials configured: an open relay is never the default.
-    static func turnContext(_ settings: TernConfig) -> TurnContext? {
+    static func turnContext(_ settings: TernConfig, shared: SharedTurnState, nonces: NonceIssuer) -> TurnContext? {
         guard !settings.auth.users.isEmpty || !settings.auth.secrets.isEmpty else { return nil }
         var turn = TurnSettings()
         turn.externalIPv4 = settings.relay.externalIPv4
@@ -64,9 +79,10 @@ final class ServerRunner {
         return TurnContext(
             realm: settings.realm,
             credentials: CredentialStore(realm: settings.realm, users: settings.auth.users, secrets: settings.auth.secrets),
-            nonces: NonceIssuer(key: NonceIssuer.randomKey()),
+            nonces: nonces,
             policy: PeerPolicy(settings.peers),
-            settings: turn)
+            settings: turn,
+            shared: shared)
     }
 
     static func streamLimits(_ limits: LimitsConfig) -> StreamLimits {
@@ -77,9 +93,8 @@ final class ServerRunner {
         return s
     }
 
-    func run() throws -> Never {
-        let workerCount = settings.workers ?? max(1, ProcessInfo.processInfo.activeProcessorCount)
-        let specs = settings.listeners.map { l -> ListenerSpec in
+    static func listenerSpecs(_ settings: TernConfig, builtInDefault: Bool) -> [ListenerSpec] {
+        settings.listeners.map { l -> ListenerSpec in
             let transport: ClientTransport
             switch l.transport {
             case .udp: transport = .udp
@@ -88,10 +103,14 @@ final class ServerRunner {
             case .dtls: transport = .dtls
             }
             // The built-in default listens on :: too; a host without IPv6 just skips it.
-            let optional = usingBuiltInDefault && l.address.family == .ipv6
+            let optional = builtInDefault && l.address.family == .ipv6
             return ListenerSpec(transport: transport, address: TransportAddress(ip: l.address, port: l.port), optional: optional)
         }
-        var tlsHolder: TLSContextHolder? = nil
+    }
+
+    func run() throws -> Never {
+        let workerCount = settings.workers ?? max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let specs = Self.listenerSpecs(settings, builtInDefault: usingBuiltInDefault)
         if specs.contains(where: { $0.transport == .tls }), let cert = settings.tls.certificate, let key = settings.tls.privateKey {
             do {
                 tlsHolder = TLSContextHolder(try TLSServerContext(certificateChainPath: cert, privateKeyPath: key),
@@ -105,18 +124,22 @@ final class ServerRunner {
         if specs.contains(where: { $0.transport == .dtls }), let cert = settings.tls.certificate, let key = settings.tls.privateKey {
             do {
                 dtlsContext = try TLSServerContext.dtls(certificateChainPath: cert, privateKeyPath: key)
+                dtlsEnabled = true
             } catch {
                 logger.critical("start failed: DTLS certificate", metadata: ["error": "\(error)"])
                 throw ExitCode(1)
             }
         }
         let server = Server(listeners: specs, workerCount: workerCount,
-                            handlerConfiguration: HandlerConfiguration(software: settings.software, turn: Self.turnContext(settings)),
+                            handlerConfiguration: HandlerConfiguration(
+                                software: settings.software,
+                                turn: Self.turnContext(settings, shared: shared, nonces: nonces)),
                             relay: RelayAddresses(ipv4: settings.relay.ipv4, ipv6: settings.relay.ipv6,
                                                   portRange: settings.relay.portRange),
                             limits: Self.streamLimits(settings.limits),
                             tls: tlsHolder, dtls: dtlsContext,
                             logger: logger)
+        self.server = server
         // Socket activation: systemd passes listening sockets from fd 3 on (sd_listen_fds(3)).
         let passed = sd_listen_fds(1)
         if passed > 0 {
@@ -129,7 +152,18 @@ final class ServerRunner {
             logger.critical("start failed", metadata: ["error": "\(error)"])
             throw ExitCode(1)
         }
-        let summary = "\(bound.count) listeners (\(bound.map(\.description).joined(separator: ", "))), \(workerCount) workers"
+        var adminLine = "admin off"
+        if settings.admin.enabled {
+            do {
+                let port = try startAdmin(server)
+                adminLine = "admin http://\(TransportAddress(ip: settings.admin.address, port: UInt16(port)))"
+            } catch {
+                logger.critical("start failed: admin endpoint", metadata: ["error": "\(error)"])
+                server.stop()
+                throw ExitCode(1)
+            }
+        }
+        summary = "\(bound.count) listeners (\(bound.map(\.description).joined(separator: ", "))), \(workerCount) workers, \(adminLine)"
         systemd.ready(status: "serving: \(summary)")
         systemd.startWatchdog()
         logger.info("tern listening", metadata: [
@@ -137,54 +171,167 @@ final class ServerRunner {
             "listeners": "\(bound.map(\.description).joined(separator: ", "))",
             "workers": "\(workerCount)",
             "config": "\(usingBuiltInDefault ? "built-in default" : "file")",
+            "admin": "\(adminLine)",
         ])
         for sig in [SIGINT, SIGTERM] {
             signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { [logger, systemd] in
-                systemd.stopping()
-                logger.info("stopping", metadata: ["signal": "\(sig == SIGINT ? "SIGINT" : "SIGTERM")"])
-                server.stop()
-                let totals = server.stats()
-                logger.info("stopped", metadata: [
-                    "bindingRequests": "\(totals.handler.bindingRequests)",
-                    "malformed": "\(totals.handler.malformed)",
-                ])
-                exit(0)
-            }
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: control)
+            source.setEventHandler { [unowned self] in self.terminate(signal: sig == SIGINT ? "SIGINT" : "SIGTERM") }
             source.activate()
             signalSources.append(source)
         }
-        // SIGHUP: certificates are read again; new TLS connections use them, established ones keep theirs.
         signal(SIGHUP, SIG_IGN)
-        let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
-        hup.setEventHandler { [logger, settings, configPath, systemd] in
-            systemd.reloading()
-            var outcome = "reloaded"
-            defer { systemd.ready(status: "serving: \(summary) (\(outcome))") }
-            guard tlsHolder != nil || dtlsContext != nil else {
-                logger.info("reload: nothing to reload (no tls or dtls listener)")
-                return
-            }
-            // The certificate paths come from the config file as it is now, when there is one.
-            var tls = settings.tls
-            if let configPath, let fresh = try? TernConfig.load(path: configPath) { tls = fresh.tls }
-            guard let cert = tls.certificate, let key = tls.privateKey else { return }
-            do {
-                if let holder = tlsHolder {
-                    holder.replace(with: try TLSServerContext(certificateChainPath: cert, privateKeyPath: key))
-                }
-                if dtlsContext != nil {
-                    try server.reloadDTLS(try TLSServerContext.dtls(certificateChainPath: cert, privateKeyPath: key))
-                }
-                logger.info("reload: tls certificate reloaded", metadata: ["certificate": "\(cert)"])
-            } catch {
-                logger.error("reload: tls certificate not reloaded, keeping the old one", metadata: ["error": "\(error)"])
-                outcome = "reload failed, old certificate kept: \(error)"
-            }
-        }
+        let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: control)
+        hup.setEventHandler { [unowned self] in self.reload() }
         hup.activate()
         signalSources.append(hup)
         dispatchMain()
+    }
+
+    /// Starts the admin endpoint and waits (bounded) until it is bound; returns its port.
+    private func startAdmin(_ server: Server) throws -> Int {
+        var adminLogger = Logger(label: "tern.admin")
+        adminLogger.logLevel = settings.log.level
+        let admin = try AdminServer(settings: AdminSettings(settings.admin), backend: ServerAdminBackend(server), logger: adminLogger)
+        let outcome = AdminStartOutcome()
+        let app = admin.application { port in outcome.set(.success(port)) }
+        Task.detached {
+            do {
+                try await app.run()
+            } catch {
+                outcome.set(.failure(error))
+            }
+        }
+        guard let result = outcome.wait(seconds: 30) else {
+            throw AdminError(description: "the admin endpoint did not start within 30 s")
+        }
+        let port = try result.get()
+        logger.info("admin listening", metadata: ["address": "\(TransportAddress(ip: settings.admin.address, port: UInt16(port)))",
+                                                  "token": "\(settings.admin.token == nil ? "none (loopback only)" : "required")"])
+        return port
+    }
+
+    // MARK: Reload (SIGHUP, ExecReload)
+
+    /// Re-reads the config file. Users, secrets, peer policy, limits and certificates apply to new
+    /// requests; listeners added are bound and listeners removed are closed; live allocations go on.
+    /// Anything that fails (a config that does not parse, a certificate that does not load, a port
+    /// that cannot be bound) changes nothing and is reported in the log and in systemd's STATUS=.
+    private func reload() {
+        systemd.reloading()
+        guard let configPath else {
+            logger.info("reload: nothing to reload (built-in default, no config file)")
+            systemd.ready(status: "serving: \(summary)")
+            return
+        }
+        do {
+            let fresh = try TernConfig.load(path: configPath)
+            try apply(fresh)
+            settings = fresh
+            logger.info("reload: done", metadata: ["config": "\(configPath)"])
+            systemd.ready(status: "serving: \(summary) (reloaded)")
+        } catch {
+            logger.error("reload: failed, nothing changed", metadata: ["error": "\(error)"])
+            systemd.ready(status: "serving: \(summary) (reload failed, old config kept: \(error))")
+        }
+    }
+
+    private func apply(_ fresh: TernConfig) throws {
+        // 1. Everything that can fail, without side effects: certificates.
+        var newTLS: TLSServerContext? = nil
+        var newDTLS: TLSServerContext? = nil
+        if tlsHolder != nil || dtlsEnabled, let cert = fresh.tls.certificate, let key = fresh.tls.privateKey {
+            if tlsHolder != nil { newTLS = try TLSServerContext(certificateChainPath: cert, privateKeyPath: key) }
+            if dtlsEnabled { newDTLS = try TLSServerContext.dtls(certificateChainPath: cert, privateKeyPath: key) }
+        }
+        // 2. Listeners: all new ones are bound before any old one is closed; a failure changes nothing.
+        let change = try server.reconcileListeners(Self.listenerSpecs(fresh, builtInDefault: false))
+        for b in change.added { logger.info("reload: listener added", metadata: ["listener": "\(b)"]) }
+        for b in change.removed { logger.info("reload: listener removed", metadata: ["listener": "\(b)"]) }
+        // 3. What cannot fail.
+        if let newTLS, let holder = tlsHolder { holder.replace(with: newTLS) }
+        if let newDTLS { try server.reloadDTLS(newDTLS) }
+        if newTLS != nil || newDTLS != nil { logger.info("reload: tls certificate reloaded") }
+        server.updateTurn(Self.turnContext(fresh, shared: shared, nonces: nonces))
+        server.updateLimits(Self.streamLimits(fresh.limits))
+        let restartOnly: [(String, Bool)] = [
+            ("workers", fresh.workers != settings.workers), ("relay", fresh.relay != settings.relay),
+            ("admin", fresh.admin != settings.admin), ("log", fresh.log != settings.log),
+            ("software", fresh.software != settings.software),
+        ]
+        for (key, changed) in restartOnly where changed {
+            logger.warning("reload: \(key) changed; it takes effect at the next restart", metadata: ["key": "\(key)"])
+        }
+        summary = "\(server.bound.count) listeners (\(server.bound.map(\.description).joined(separator: ", "))), \(server.workers.count) workers"
+            + (settings.admin.enabled ? ", admin on" : ", admin off")
+    }
+
+    // MARK: Drain and stop (SIGTERM, SIGINT)
+
+    /// First signal: drain. Allocate is refused (508, or 300 with `drain.alternateServer`), live
+    /// allocations relay until they end or `drain.timeoutSeconds` passes, then the process exits 0.
+    /// A second signal stops at once.
+    private func terminate(signal name: String) {
+        if drainStarted != nil {
+            logger.info("stopping now (second signal)", metadata: ["signal": "\(name)"])
+            stop()
+        }
+        drainStarted = Date()
+        systemd.stopping()
+        server.startDraining(DrainMode(alternateServer: settings.drain.alternateServer))
+        let live = server.snapshot(perUser: false).allocations.active
+        logger.info("draining", metadata: ["signal": "\(name)", "allocations": "\(live)",
+                                           "timeoutSeconds": "\(settings.drain.timeoutSeconds)"])
+        if live == 0 || settings.drain.timeoutSeconds == 0 { stop() }
+        let timer = DispatchSource.makeTimerSource(queue: control)
+        timer.schedule(deadline: .now() + .milliseconds(250), repeating: .milliseconds(250))
+        timer.setEventHandler { [unowned self] in
+            let left = self.server.withHandlers { $0.allocations.count }.reduce(0, +)
+            let elapsed = Date().timeIntervalSince(self.drainStarted ?? Date())
+            if left == 0 {
+                self.logger.info("drained: no allocations left")
+                self.stop()
+            } else if elapsed >= Double(self.settings.drain.timeoutSeconds) {
+                self.logger.info("drain timeout: ending the remaining allocations", metadata: ["allocations": "\(left)"])
+                self.stop()
+            } else {
+                self.systemd.status("draining: \(left) allocations left")
+            }
+        }
+        drainTimer = timer
+        timer.activate()
+    }
+
+    private func stop() -> Never {
+        server.stop()
+        let totals = server.stats()
+        logger.info("stopped", metadata: [
+            "bindingRequests": "\(totals.handler.bindingRequests)",
+            "allocationsCreated": "\(totals.allocationsCreated)",
+            "malformed": "\(totals.handler.malformed)",
+        ])
+        exit(0)
+    }
+}
+
+/// The admin endpoint's start-up result, handed from its task to the starting thread.
+final class AdminStartOutcome: @unchecked Sendable {
+    private let lock = NSLock()
+    private let ready = DispatchSemaphore(value: 0)
+    private var result: Result<Int, Error>?
+
+    func set(_ r: Result<Int, Error>) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard result == nil else { return }
+        result = r
+        ready.signal()
+    }
+
+    func wait(seconds: Int) -> Result<Int, Error>? {
+        guard ready.wait(timeout: .now() + .seconds(seconds)) == .success else { return nil }
+        lock.lock()
+        defer { lock.unlock() }
+        return result
     }
 }

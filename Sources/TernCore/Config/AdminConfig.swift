@@ -1,15 +1,37 @@
 import STUN
 
-/// The admin/statistics HTTP endpoint (planned).
+/// The admin HTTP endpoint: statistics, Prometheus metrics, allocation control.
 public struct AdminConfig: Sendable, Equatable {
+    /// False: no admin endpoint at all.
+    public var enabled: Bool
     public var address: IPAddress
+    /// 0 lets the kernel pick (tests); the bound port is logged.
     public var port: UInt16
-    /// Bearer token required by the endpoint; nil means none.
+    /// Bearer token required by the endpoint; nil means none, and then only loopback addresses are allowed.
     public var token: String?
+    /// Prometheus series labelled by user (off: one series per user grows without bound).
+    public var perUserMetrics: Bool
 
-    public init(address: IPAddress = .loopbackV4, port: UInt16 = 8478, token: String? = nil) {
+    public init(enabled: Bool = true, address: IPAddress = .loopbackV4, port: UInt16 = 8478, token: String? = nil,
+                perUserMetrics: Bool = false) {
+        self.enabled = enabled
         self.address = address
         self.port = port
         self.token = token
+        self.perUserMetrics = perUserMetrics
+    }
+}
+
+/// Shutdown behaviour (SIGTERM): stop taking allocations, let the live ones finish.
+public struct DrainConfig: Sendable, Equatable {
+    /// Longest wait for live allocations to end before exiting; 0 exits at once.
+    public var timeoutSeconds: Int
+    /// Sent to clients whose Allocate arrives while draining (300 Try Alternate with ALTERNATE-SERVER);
+    /// nil answers 508.
+    public var alternateServer: TransportAddress?
+
+    public init(timeoutSeconds: Int = 30, alternateServer: TransportAddress? = nil) {
+        self.timeoutSeconds = timeoutSeconds
+        self.alternateServer = alternateServer
     }
 }

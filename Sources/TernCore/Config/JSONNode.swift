@@ -53,6 +53,11 @@ struct JSONNode {
         return s
     }
 
+    func boolean(_ expected: String = "true or false") throws(ConfigError) -> Bool {
+        guard JSONNode.isBoolean(value), let b = value as? NSNumber else { throw mismatch(expected) }
+        return b.boolValue
+    }
+
     func nonEmptyString(_ expected: String = "a non-empty string") throws(ConfigError) -> String {
         let s = try string(expected)
         guard !s.isEmpty else { throw mismatch(expected) }

@@ -3,7 +3,7 @@ import Logging
 import STUN
 
 extension TernConfig {
-    static let topLevelKeys = ["realm", "software", "workers", "listeners", "relay", "auth", "peers", "admin", "log", "limits", "tls"]
+    static let topLevelKeys = ["realm", "software", "workers", "listeners", "relay", "auth", "peers", "admin", "log", "limits", "tls", "drain"]
     static let tlsKeys = ["certificate", "privateKey", "handshakeTimeout"]
     static let limitsKeys = ["maxLifetime", "allocationsPerUser", "permissionsPerAllocation", "channelsPerAllocation",
                              "streamIdleTimeout", "connectionsPerIP", "streamQueueBytes"]
@@ -11,7 +11,8 @@ extension TernConfig {
     static let relayKeys = ["ipv4", "ipv6", "externalIPv4", "externalIPv6", "portRange"]
     static let authKeys = ["users", "secrets"]
     static let peerKeys = ["allow", "deny"]
-    static let adminKeys = ["address", "port", "token"]
+    static let adminKeys = ["enabled", "address", "port", "token", "perUserMetrics"]
+    static let drainKeys = ["timeoutSeconds", "alternateServer"]
     static let logKeys = ["level"]
 
     /// Parses a JSON config document. `source` names it in errors (usually the file path).
@@ -81,6 +82,13 @@ extension TernConfig {
         if let n = obj["log"] { config.log = try parseLog(n) }
         if let n = obj["limits"] { config.limits = try parseLimits(n) }
         if let n = obj["tls"] { config.tls = try parseTLS(n) }
+        if let n = obj["drain"] { config.drain = try parseDrain(n) }
+        // An endpoint that can end allocations is not opened to the network without a token.
+        if config.admin.enabled && config.admin.token == nil && !config.admin.address.isLoopback {
+            throw ConfigError(path: "admin.token",
+                              message: "required when admin.address (\(config.admin.address)) is not loopback: without a token the admin endpoint only binds to 127.0.0.1 or ::1",
+                              source: root.source)
+        }
         // A tls or dtls listener needs a certificate and key.
         if let i = config.listeners.firstIndex(where: { $0.transport == .tls || $0.transport == .dtls }) {
             if config.tls.certificate == nil {
@@ -208,10 +216,25 @@ extension TernConfig {
     static func parseAdmin(_ n: JSONNode) throws(ConfigError) -> AdminConfig {
         let obj = try n.object(known: adminKeys)
         var admin = AdminConfig()
+        if let e = obj["enabled"] { admin.enabled = try e.boolean() }
+        if let e = obj["perUserMetrics"] { admin.perUserMetrics = try e.boolean() }
         if let a = obj["address"] { admin.address = try a.ipAddress() }
         if let p = obj["port"] { admin.port = UInt16(try p.integer(in: 0...65535)) }
         if let t = obj.nonNull("token") { admin.token = try t.nonEmptyString("a non-empty string or null") }
         return admin
+    }
+
+    static func parseDrain(_ n: JSONNode) throws(ConfigError) -> DrainConfig {
+        let obj = try n.object(known: drainKeys)
+        var drain = DrainConfig()
+        if let t = obj["timeoutSeconds"] { drain.timeoutSeconds = try t.integer(in: 0...86_400) }
+        if let a = obj.nonNull("alternateServer") {
+            let expected = "an address with port such as \"192.0.2.20:3478\" or \"[2001:db8::20]:3478\", or null"
+            guard let address = TransportAddress(try a.string(expected)), address.port != 0,
+                  !address.ip.isUnspecified else { throw a.mismatch(expected) }
+            drain.alternateServer = address
+        }
+        return drain
     }
 
     static func parseTLS(_ n: JSONNode) throws(ConfigError) -> TLSConfig {

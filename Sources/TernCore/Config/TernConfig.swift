@@ -18,6 +18,7 @@ public struct TernConfig: Sendable, Equatable {
     public var log: LogConfig
     public var limits: LimitsConfig = LimitsConfig()
     public var tls: TLSConfig = TLSConfig()
+    public var drain: DrainConfig = DrainConfig()
 
     public static let defaultRealm = "tern"
 

@@ -23,9 +23,14 @@ public struct HandlerConfiguration: Sendable {
 public final class RequestHandler {
     public let configuration: HandlerConfiguration
     public internal(set) var stats = HandlerStats()
+    /// Requests answered, by method and result (success or error code).
+    public internal(set) var requests = RequestCounters()
 
     // TURN state, owned by this handler's worker.
-    let turn: TurnContext?
+    /// Credentials, policy and settings for new requests; `reconfigure(turn:)` swaps it on reload.
+    public private(set) var turn: TurnContext?
+    /// Set while the server drains (SIGTERM): Allocate is refused, everything else goes on.
+    public var draining: DrainMode?
     /// The event loop side: relay sockets. Set by the worker before any packet arrives.
     public weak var relayIO: RelayIO?
     public internal(set) var allocations = AllocationTable()
@@ -44,6 +49,13 @@ public final class RequestHandler {
     public init(configuration: HandlerConfiguration) {
         self.configuration = configuration
         self.turn = configuration.turn
+    }
+
+    /// Reload: new requests use `newTurn` (users, secrets, policy, limits); live allocations keep
+    /// relaying. The caller keeps `shared` and the nonce key from the old context so that quotas,
+    /// reservations and outstanding nonces stay valid.
+    public func reconfigure(turn newTurn: TurnContext?) {
+        turn = newTurn
     }
 
     /// Handles one packet. `response` must be at least 548 bytes (RFC 8489 section 6.2.1's floor for
@@ -80,7 +92,15 @@ public final class RequestHandler {
             stats.ignored &+= 1
             return .noReply
         }
-        switch type.method {
+        let result = handleRequest(reader, context: context, response: response)
+        if case .reply(let n) = result { requests.record(method: type.method, response: response, count: n) }
+        return result
+    }
+
+    @inline(__always)
+    private func handleRequest(_ reader: MessageReader, context: PacketContext,
+                               response: UnsafeMutableRawBufferPointer) -> HandlerResult {
+        switch reader.type.method {
         case .binding:
             stats.bindingRequests &+= 1
             return handleBinding(reader, context: context, response: response)

@@ -114,6 +114,16 @@ extension RequestHandler {
         let familyEnabled = { (f: AddressFamily) in f == .ipv4 ? turn.settings.ipv4Relay : turn.settings.ipv6Relay }
         if tokenValue == nil && !familyEnabled(family) { return fail(440) }
 
+        // Draining (SIGTERM): no new allocations. RFC 8656 section 7.2 lets the server redirect with
+        // 300 Try Alternate and ALTERNATE-SERVER (RFC 8489 section 10); without an alternate, 508.
+        if let drain = draining {
+            if let alternate = drain.alternateServer {
+                return authenticatedResponse(reader, auth: auth, errorCode: 300, response: response) { w throws(STUNEncodeError) in
+                    try w.appendAddress(.alternateServer, alternate)
+                }
+            }
+            return fail(508, "Server is draining")
+        }
         // Quota (486) before any socket is opened.
         guard turn.shared.reserveAllocation(for: Self.userKey(auth.username), limit: turn.settings.maxAllocationsPerUser) else {
             return fail(486)
@@ -211,7 +221,7 @@ extension RequestHandler {
         }
         let lifetime = desiredLifetime(reader, settings: turn.settings) ?? turn.settings.defaultLifetime
         if lifetime == 0 {
-            deallocate(allocation, expired: false)
+            deallocate(allocation, reason: .refreshed)
         } else {
             allocation.expiry = now + UInt64(lifetime)
         }
@@ -221,7 +231,7 @@ extension RequestHandler {
     }
 
     /// Ends an allocation: relay sockets closed, quota given back, counters kept in the totals.
-    func deallocate(_ allocation: Allocation, expired: Bool) {
+    func deallocate(_ allocation: Allocation, reason: AllocationEndReason) {
         allocations.remove(allocation)
         for r in allocation.relays { relayIO?.closeRelay(r.handle) }
         for id in allocation.tcpPeers.keys { turn?.shared.removePeerConnection(id) }
@@ -229,7 +239,8 @@ extension RequestHandler {
         let c = allocation.counters
         turnCounters.endedTotals.add(c)
         endedByUser[Self.userKey(allocation.username), default: AllocationCounters()].add(c)
-        if expired { turnCounters.allocationsExpired &+= 1 } else { turnCounters.allocationsDeleted &+= 1 }
+        if reason == .expired { turnCounters.allocationsExpired &+= 1 } else { turnCounters.allocationsDeleted &+= 1 }
+        turnCounters.ended[reason.rawValue] &+= 1
     }
 
     /// The identity counters are kept under: a TURN REST API username `<expiry>:<user>` changes with
@@ -258,7 +269,7 @@ extension RequestHandler {
     @discardableResult
     public func deleteAllocation(id: UInt64) -> Bool {
         guard let a = allocations.allocation(id: id) else { return false }
-        deallocate(a, expired: false)
+        deallocate(a, reason: .admin)
         return true
     }
 
@@ -285,7 +296,7 @@ extension RequestHandler {
                 }
             }
         }
-        for a in ended { deallocate(a, expired: true) }
+        for a in ended { deallocate(a, reason: .expired) }
         for r in turn.shared.expiredReservations(now: now) { relayIO?.discardReserved(r) }
     }
 
@@ -293,11 +304,11 @@ extension RequestHandler {
     /// only as long as that connection. Called by the event loop when it closes.
     public func streamClosed(client: TransportAddress, local: TransportAddress, transport: ClientTransport) {
         let tuple = FiveTuple(client: client, server: local, transport: transport)
-        if let a = allocations.allocation(for: tuple) { deallocate(a, expired: false) }
+        if let a = allocations.allocation(for: tuple) { deallocate(a, reason: .connectionClosed) }
     }
 
     /// Ends every allocation (shutdown).
     public func deallocateAll() {
-        for a in Array(allocations.all) { deallocate(a, expired: false) }
+        for a in Array(allocations.all) { deallocate(a, reason: .shutdown) }
     }
 }

@@ -27,6 +27,7 @@ extension RequestHandler {
             return authenticatedResponse(reader, auth: auth, errorCode: 400, reason: "Missing XOR-PEER-ADDRESS", response: response)
         }
         if let failure {
+            if failure == 403 { turnCounters.refusedByPolicy &+= 1 }
             return authenticatedResponse(reader, auth: auth, errorCode: failure, response: response)
         }
         guard allocation.permissions.count + newOnes <= turn.settings.maxPermissionsPerAllocation else {
@@ -54,7 +55,10 @@ extension RequestHandler {
             return fail(400, "Missing XOR-PEER-ADDRESS")
         }
         guard allocation.relay(for: peer.ip.family) != nil else { return fail(443) }
-        guard turn.policy.permits(peer.ip) else { return fail(403) }
+        guard turn.policy.permits(peer.ip) else {
+            turnCounters.refusedByPolicy &+= 1
+            return fail(403)
+        }
         // Section 11.2: the channel may not be bound to another peer, nor the peer to another channel.
         if let bound = allocation.channels[channel], bound.peer != peer {
             return fail(400, "Channel bound to another peer")

@@ -14,7 +14,10 @@ extension RequestHandler {
         guard allocation.tcpRelay, let relay = allocation.relays.first else { return fail(400, "Not a TCP allocation") }
         guard let peer = try? reader.xorAddress(.xorPeerAddress) else { return fail(400, "Missing XOR-PEER-ADDRESS") }
         guard peer.ip.family == relay.bound.ip.family else { return fail(443) }
-        guard turn.policy.permits(peer.ip) else { return fail(403) }
+        guard turn.policy.permits(peer.ip) else {
+            turnCounters.refusedByPolicy &+= 1
+            return fail(403)
+        }
         // Section 5.2: one connection per peer address, pending or active.
         if allocation.tcpPeers.values.contains(where: { $0.peer == peer }) { return fail(446) }
         guard allocation.tcpPeers.count < turn.settings.maxChannelsPerAllocation else { return fail(508, "Too many connections") }

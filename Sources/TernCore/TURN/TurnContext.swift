@@ -76,5 +76,33 @@ public struct TurnCounters: Sendable, Equatable {
     public var droppedSendFailed: UInt64 = 0
     /// Totals of allocations that have ended (live ones are summed from the allocations).
     public var endedTotals = AllocationCounters()
+    /// Allocations ended, indexed by `AllocationEndReason.rawValue`.
+    public var ended = [UInt64](repeating: 0, count: AllocationEndReason.allCases.count)
+    /// CreatePermission/ChannelBind/Connect refused because the peer policy denies the address (403).
+    public var refusedByPolicy: UInt64 = 0
     public init() {}
+}
+
+/// Why an allocation ended.
+public enum AllocationEndReason: Int, CaseIterable, Sendable {
+    /// Its lifetime ran out without a Refresh (RFC 8656 section 7).
+    case expired
+    /// A Refresh with LIFETIME 0 (RFC 8656 section 7.2).
+    case refreshed
+    /// The stream connection it was made over closed (RFC 8656 section 3.1).
+    case connectionClosed
+    /// `DELETE /allocations/{id}` on the admin endpoint.
+    case admin
+    /// The server stopped.
+    case shutdown
+
+    public var label: String {
+        switch self {
+        case .expired: "expired"
+        case .refreshed: "refresh"
+        case .connectionClosed: "connection_closed"
+        case .admin: "admin"
+        case .shutdown: "shutdown"
+        }
+    }
 }

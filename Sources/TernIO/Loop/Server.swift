@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CTernShims
 import Dispatch
+import Foundation
 import Logging
 import STUN
 import TernCore
@@ -46,6 +47,8 @@ public final class Server: @unchecked Sendable {
     private var started = false
 
     private let handlerConfiguration: HandlerConfiguration
+    private let connectionLimiter: ConnectionLimiter
+    let relayAddresses: RelayAddresses
     /// The TLS context of `tls` listeners; `reloadTLS` swaps it for new connections.
     public let tls: TLSContextHolder?
     /// The DTLS context of `dtls` listeners at start; `reloadDTLS` gives new associations another.
@@ -70,6 +73,8 @@ public final class Server: @unchecked Sendable {
         self.logger = logger
         self.handlerConfiguration = handlerConfiguration
         let limiter = ConnectionLimiter(limit: limits.connectionsPerIP)
+        self.connectionLimiter = limiter
+        self.relayAddresses = relay
         self.workers = (0..<workerCount).map {
             Worker(index: $0, handler: RequestHandler(configuration: handlerConfiguration), limits: limits,
                    relayAddresses: relay, connectionLimiter: limiter, logger: logger)
@@ -100,56 +105,25 @@ public final class Server: @unchecked Sendable {
         return nil
     }
 
+    /// One worker's socket for one listener, opened but not yet attached.
+    private typealias Opened = (worker: Worker, spec: ListenerSpec, fd: Int32, local: TransportAddress)
+
     /// Binds everything, then starts every source. On any bind failure nothing is left open.
     @discardableResult
     public func start() throws -> [BoundListener] {
         precondition(!started, "start() once")
         started = true
         Posix.ignoreSIGPIPE()
-        var opened: [(Worker, ListenerSpec, Int32, TransportAddress)] = []
+        var opened: [Opened] = []
         var pool = inherited
+        var bound: [(ListenerSpec, BoundListener)] = []
         do {
             for spec in listeners {
-                guard spec.transport == .udp || spec.transport == .tcp || (spec.transport == .tls && tls != nil)
-                        || (spec.transport == .dtls && dtls != nil) else {
-                    throw ServerError(description: "listener \(spec): a \(spec.transport) listener needs tls.certificate and tls.privateKey")
-                }
-                if let fd = takeInherited(spec, from: &pool) {
-                    logger.info("listener from socket activation", metadata: ["listener": "\(spec)"])
-                    opened.append((workers[0], spec, fd, spec.address))
-                    for worker in workers.dropFirst() {
-                        // Joining needs SO_REUSEPORT on the inherited socket (ReusePort=yes) and the right to bind.
-                        guard let extra = try? openSocket(spec, address: spec.address) else { break }
-                        opened.append((worker, spec, extra, spec.address))
-                    }
-                    bound.append(BoundListener(transport: spec.transport, address: spec.address))
-                    continue
-                }
-                do {
-                    try probeFree(spec)
-                } catch let e as SystemError where spec.optional && (e.errno == EAFNOSUPPORT || e.errno == EADDRNOTAVAIL) {
-                    logger.warning("listener skipped: address family unavailable", metadata: ["listener": "\(spec)", "error": "\(e)"])
-                    continue
-                }
-                var address = spec.address
-                for worker in workers {
-                    let fd = try openSocket(spec, address: address)
-                    let local: TransportAddress
-                    do {
-                        local = try Posix.localAddress(fd).transportAddress
-                    } catch {
-                        Posix.close(fd)
-                        throw error
-                    }
-                    address.port = local.port  // port 0: later workers join the port the first one got
-                    opened.append((worker, spec, fd, local))
-                }
-                bound.append(BoundListener(transport: spec.transport, address: address))
+                if let b = try open(spec, pool: &pool, into: &opened) { bound.append((spec, b)) }
             }
         } catch {
-            for (_, _, fd, _) in opened { Posix.close(fd) }
+            for o in opened { Posix.close(o.fd) }
             for fd in pool { Posix.close(fd) }
-            bound = []
             throw error
         }
         for fd in pool {
@@ -157,6 +131,57 @@ public final class Server: @unchecked Sendable {
                            metadata: ["socket": "\((try? Posix.localAddress(fd).transportAddress).map { "\($0)" } ?? "fd \(fd)")"])
             Posix.close(fd)
         }
+        attach(opened)
+        for (spec, b) in bound { active[spec] = b }
+        self.bound = bound.map(\.1)
+        for worker in workers {
+            worker.queue.sync { worker.startTicking() }
+        }
+        startedAt = Clocks.monotonicSeconds()
+        return self.bound
+    }
+
+    /// Opens `spec` on every worker (from a socket-activation fd when one matches). Returns what was
+    /// bound, or nil for an optional listener whose address family this host lacks.
+    private func open(_ spec: ListenerSpec, pool: inout [Int32], into opened: inout [Opened]) throws -> BoundListener? {
+        guard spec.transport == .udp || spec.transport == .tcp || (spec.transport == .tls && tls != nil)
+                || (spec.transport == .dtls && dtls != nil) else {
+            throw ServerError(description: "listener \(spec): a \(spec.transport) listener needs tls.certificate and tls.privateKey")
+        }
+        if let fd = takeInherited(spec, from: &pool) {
+            logger.info("listener from socket activation", metadata: ["listener": "\(spec)"])
+            opened.append((workers[0], spec, fd, spec.address))
+            for worker in workers.dropFirst() {
+                // Joining needs SO_REUSEPORT on the inherited socket (ReusePort=yes) and the right to bind.
+                guard let extra = try? openSocket(spec, address: spec.address) else { break }
+                opened.append((worker, spec, extra, spec.address))
+            }
+            return BoundListener(transport: spec.transport, address: spec.address)
+        }
+        do {
+            try probeFree(spec)
+        } catch let e as SystemError where spec.optional && (e.errno == EAFNOSUPPORT || e.errno == EADDRNOTAVAIL) {
+            logger.warning("listener skipped: address family unavailable", metadata: ["listener": "\(spec)", "error": "\(e)"])
+            return nil
+        }
+        var address = spec.address
+        for worker in workers {
+            let fd = try openSocket(spec, address: address)
+            let local: TransportAddress
+            do {
+                local = try Posix.localAddress(fd).transportAddress
+            } catch {
+                Posix.close(fd)
+                throw error
+            }
+            address.port = local.port  // port 0: later workers join the port the first one got
+            opened.append((worker, spec, fd, local))
+        }
+        return BoundListener(transport: spec.transport, address: address)
+    }
+
+    /// Hands each opened socket to its worker and starts its source.
+    private func attach(_ opened: [Opened]) {
         for (worker, spec, fd, local) in opened {
             worker.queue.sync {
                 switch spec.transport {
@@ -179,11 +204,78 @@ public final class Server: @unchecked Sendable {
                 }
             }
         }
-        for worker in workers {
-            worker.queue.sync { worker.startTicking() }
-        }
-        return bound
     }
+
+    /// Configured listeners now open, with what each bound.
+    private var active: [ListenerSpec: BoundListener] = [:]
+    private let reconfigureLock = NSLock()
+
+    /// Reload: opens the listeners in `specs` that are not open yet and closes those no longer in it;
+    /// the others, and every allocation and connection, are left alone. All new listeners are bound
+    /// before anything is closed, so a bind failure changes nothing.
+    public func reconcileListeners(_ specs: [ListenerSpec]) throws -> (added: [BoundListener], removed: [BoundListener]) {
+        reconfigureLock.lock()
+        defer { reconfigureLock.unlock() }
+        let wanted = Set(specs)
+        var opened: [Opened] = []
+        var added: [(ListenerSpec, BoundListener)] = []
+        var pool: [Int32] = []
+        do {
+            for spec in specs where active[spec] == nil {
+                if let b = try open(spec, pool: &pool, into: &opened) { added.append((spec, b)) }
+            }
+        } catch {
+            for o in opened { Posix.close(o.fd) }
+            throw error
+        }
+        var removed: [BoundListener] = []
+        for (spec, b) in active where !wanted.contains(spec) {
+            for w in workers {
+                w.queue.sync {
+                    switch b.transport {
+                    case .udp:
+                        for e in w.udpEndpoints where e.bound == b.address && !e.closed { e.cancel() }
+                    case .dtls:
+                        for e in w.dtlsEndpoints where e.bound == b.address { e.cancel() }
+                    default:
+                        w.tcpListeners.removeAll { l in
+                            guard l.bound == b.address, (l.tls != nil) == (b.transport == .tls) else { return false }
+                            l.cancel()
+                            return true
+                        }
+                    }
+                }
+            }
+            active[spec] = nil
+            removed.append(b)
+        }
+        attach(opened)
+        for (spec, b) in added { active[spec] = b }
+        bound = Array(active.values)
+        return (added.map(\.1), removed)
+    }
+
+    /// Reload: stream limits for new checks (idle timeout, queue bound, connections per IP).
+    public func updateLimits(_ limits: StreamLimits) {
+        connectionLimiter.limit = limits.connectionsPerIP
+        for w in workers { w.queue.sync { w.limits = limits } }
+    }
+
+    /// Reload: every worker's handler answers new requests with `turn` (credentials, policy, settings).
+    public func updateTurn(_ turn: TurnContext?) {
+        for w in workers { w.queue.sync { w.handler.reconfigure(turn: turn) } }
+    }
+
+    /// Drain: Allocate is refused from now on (508, or 300 with ALTERNATE-SERVER); existing
+    /// allocations keep relaying. `/readyz` turns false.
+    public func startDraining(_ mode: DrainMode) {
+        draining = true
+        for w in workers { w.queue.sync { w.handler.draining = mode } }
+    }
+
+    public private(set) var draining = false
+    /// Monotonic second at which start() finished.
+    public private(set) var startedAt: UInt64 = 0
 
     /// SO_REUSEPORT would let this process share a port with another Tern (or coturn) of the same
     /// user and silently split its traffic. A plain bind first tells "in use" apart.
@@ -240,7 +332,7 @@ public final class Server: @unchecked Sendable {
             w.closing.wait()
         }
         // Port reservations (EVEN-PORT) not redeemed by now: their sockets never had a source.
-        for r in handlerConfiguration.turn?.shared.drainReservations() ?? [] {
+        for r in workers[0].handler.turn?.shared.drainReservations() ?? [] {
             Posix.close(r.handle.raw)
         }
     }

@@ -35,7 +35,8 @@ public final class Worker: @unchecked Sendable {
     private var ticker: DispatchSourceTimer?
     /// Descriptors whose sources are cancelled but whose cancel handlers have not yet run.
     let closing = DispatchGroup()
-    let limits: StreamLimits
+    /// Replaced by a reload (on this queue); read where a limit applies, never cached.
+    var limits: StreamLimits
 
     /// Scratch space for a reply to a stream message; a reply is copied into the connection's
     /// queue (or written at once), so one buffer per worker serves every connection.

@@ -33,7 +33,7 @@ extension Worker {
     public func openTCPRelay(family: AddressFamily, near: IPAddress) -> Result<OpenedRelay, RelayOpenError> {
         dispatchPrecondition(condition: .onQueue(queue))
         guard let ip = relayAddress(family, near: near) else { return .failure(.familyUnavailable) }
-        guard let shared = handler.configuration.turn?.shared else { return .failure(.familyUnavailable) }
+        guard let shared = handler.turn?.shared else { return .failure(.familyUnavailable) }
         var rng = SystemRandomNumberGenerator()
         for _ in 0..<64 {
             let address = TransportAddress(ip: ip, port: UInt16.random(in: relayAddresses.portRange, using: &rng))
@@ -158,7 +158,7 @@ extension Worker {
     /// Closes a TCP relay's listener and every peer connection of it (the allocation ended).
     func closeTCPRelay(_ handle: RelayHandle) {
         guard let listener = tcpRelays[handle.raw] else { return }
-        handler.configuration.turn?.shared.releaseTCPRelayPort(listener.bound)
+        handler.turn?.shared.releaseTCPRelayPort(listener.bound)
         listener.cancel()
         for c in Array(connections.values) where c.relay == handle {
             c.close(reason: .shutdown)

@@ -8,10 +8,15 @@ import STUN
 final class ConnectionLimiter: @unchecked Sendable {
     private var mutex = pthread_mutex_t()
     private var perIP: [IPAddress: Int] = [:]
-    let limit: Int
+    private var _limit: Int
+    /// Changed by a reload; connections above a lowered limit stay, new ones wait for room.
+    var limit: Int {
+        get { pthread_mutex_lock(&mutex); defer { pthread_mutex_unlock(&mutex) }; return _limit }
+        set { pthread_mutex_lock(&mutex); _limit = newValue; pthread_mutex_unlock(&mutex) }
+    }
 
     init(limit: Int) {
-        self.limit = limit
+        self._limit = limit
         pthread_mutex_init(&mutex, nil)
     }
 
@@ -22,7 +27,7 @@ final class ConnectionLimiter: @unchecked Sendable {
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
         let n = perIP[ip, default: 0]
-        guard n < limit else { return false }
+        guard n < _limit else { return false }
         perIP[ip] = n + 1
         return true
     }

@@ -42,9 +42,14 @@ final class UDPEndpoint {
         source = worker.makeReadSource(fd: fd, readable: { [unowned self] in self.readable() })
     }
 
+    /// A removed listener (reload) stays in `udpEndpoints` so that the other endpoints keep their
+    /// index (routes name sockets by it), but sends nothing once its descriptor is closed.
+    private(set) var closed = false
+
     func cancel() {
         source?.cancel()
         source = nil
+        closed = true
     }
 
     private func readable() {
@@ -80,6 +85,10 @@ final class UDPEndpoint {
     /// refuses (for example an unreachable destination) is skipped and counted; when the send buffer is
     /// full the rest are dropped and counted: UDP makes no promise, and the client will retransmit.
     func flush(_ count: Int, batch: DatagramBatch, from start: Int = 0) {
+        guard !closed else {
+            worker.stats.sendDropped &+= UInt64(count)
+            return
+        }
         var sent = start
         let end = start + count
         while sent < end {

@@ -1,0 +1,153 @@
+import STUN
+
+/// Every figure the admin endpoint shows, summed over the workers at one moment. Built by the event
+/// loop (each worker's part read on its own queue), read by the admin endpoint, which never touches
+/// a worker. `Codable` so that `/stats` is this value as JSON.
+public struct ServerSnapshot: Codable, Sendable, Equatable {
+    public var version: String = ternVersion
+    public var uptimeSeconds: UInt64 = 0
+    /// Every listener bound and not draining (`/readyz`).
+    public var ready = false
+    public var draining = false
+    public var allocations = AllocationFigures()
+    /// Requests answered: method label -> result label ("success" or an error code) -> count. Only non-zero entries.
+    public var requests: [String: [String: UInt64]] = [:]
+    /// Authentication failures by reason (RFC 8489 section 9.2.4).
+    public var authFailures: [String: UInt64] = [:]
+    public var relayed = RelayedTraffic()
+    /// Datagrams and messages dropped, by reason.
+    public var dropped: [String: UInt64] = [:]
+    /// Open client connections by transport: tcp, tls, dtls.
+    public var connections: [String: Int] = ["tcp": 0, "tls": 0, "dtls": 0]
+    public var relayPorts = RelayPortFigures()
+    public var workers: [WorkerFigures] = []
+    /// Per-user traffic; only when `admin.perUserMetrics` is on (label sets would grow without bound).
+    public var users: [String: UserFigures]? = nil
+
+    public init() {}
+}
+
+public struct AllocationFigures: Codable, Sendable, Equatable {
+    public var active = 0
+    /// Live allocations by client transport and relayed address family.
+    public var activeBy: [ActiveAllocations] = []
+    public var created: UInt64 = 0
+    /// Ended allocations by reason: expired, refresh, connection_closed, admin, shutdown.
+    public var ended: [String: UInt64] = [:]
+    /// Allocate requests refused, by error code.
+    public var refused: [String: UInt64] = [:]
+    public init() {}
+}
+
+public struct ActiveAllocations: Codable, Sendable, Equatable {
+    public var transport: String
+    public var family: String
+    public var count: Int
+    public init(transport: String, family: String, count: Int) {
+        self.transport = transport
+        self.family = family
+        self.count = count
+    }
+}
+
+public struct Traffic: Codable, Sendable, Equatable {
+    public var packets: UInt64 = 0
+    public var bytes: UInt64 = 0
+    public init(packets: UInt64 = 0, bytes: UInt64 = 0) {
+        self.packets = packets
+        self.bytes = bytes
+    }
+}
+
+public struct RelayedTraffic: Codable, Sendable, Equatable {
+    public var clientToPeer = Traffic()
+    public var peerToClient = Traffic()
+    public init() {}
+
+    public init(_ c: AllocationCounters) {
+        clientToPeer = Traffic(packets: c.packetsToPeer, bytes: c.bytesToPeer)
+        peerToClient = Traffic(packets: c.packetsToClient, bytes: c.bytesToClient)
+    }
+}
+
+public struct RelayPortFigures: Codable, Sendable, Equatable {
+    /// Relay sockets open (UDP relays, TCP relay listeners) plus EVEN-PORT reservations.
+    public var inUse = 0
+    /// Ports of `relay.portRange` not used by Tern (other processes may hold some of them).
+    public var free = 0
+    public var rangeSize = 0
+    public init() {}
+}
+
+public struct WorkerFigures: Codable, Sendable, Equatable {
+    public var index: Int
+    public var allocations = 0
+    public var connections = 0
+    public var relaySockets = 0
+    public var datagramsReceived: UInt64 = 0
+    public var datagramsSent: UInt64 = 0
+    public var bytesReceived: UInt64 = 0
+    public var bytesSent: UInt64 = 0
+    /// Dispatch read-source firings: each costs a wake-up; packets per firing is the batching figure.
+    public var readFirings: UInt64 = 0
+    public var relayedPackets: UInt64 = 0
+    public init(index: Int) { self.index = index }
+}
+
+public struct UserFigures: Codable, Sendable, Equatable {
+    public var allocations = 0
+    public var relayed = RelayedTraffic()
+    public init() {}
+}
+
+/// One allocation as the admin endpoint shows it.
+public struct AllocationInfo: Codable, Sendable, Equatable {
+    public var id: String
+    public var user: String
+    public var client: String
+    public var server: String
+    public var transport: String
+    public var relayed: [String]
+    public var relayTransport: String
+    public var lifetimeSeconds: UInt64
+    public var ageSeconds: UInt64
+    public var permissions: [String]
+    public var channels: [ChannelInfo]
+    public var relayedTraffic: RelayedTraffic
+    public var worker: Int
+
+    public struct ChannelInfo: Codable, Sendable, Equatable {
+        public var number: Int
+        public var peer: String
+    }
+}
+
+/// `GET /users/{name}`: a user's live allocations and traffic (ended allocations included).
+public struct UserInfo: Codable, Sendable, Equatable {
+    public var user: String
+    public var allocations: [AllocationInfo]
+    public var relayed: RelayedTraffic
+    public init(user: String, allocations: [AllocationInfo], relayed: RelayedTraffic) {
+        self.user = user
+        self.allocations = allocations
+        self.relayed = relayed
+    }
+}
+
+/// What the admin endpoint needs from the running server. The event loop implements it; the admin
+/// endpoint depends on this protocol only.
+public protocol AdminBackend: AnyObject, Sendable {
+    func snapshot(perUser: Bool) async -> ServerSnapshot
+    /// Live allocations; `user` matches the user id (REST usernames by their user part), `client` the
+    /// client's IP or IP:port.
+    func allocations(user: String?, client: String?) async -> [AllocationInfo]
+    func allocation(id: String) async -> AllocationInfo?
+    /// Ends the allocation at once (relay sockets closed). False if there is none with that id.
+    func deleteAllocation(id: String) async -> Bool
+    func user(_ name: String) async -> UserInfo
+    /// Listeners bound and not draining.
+    var isReady: Bool { get }
+}
+
+/// The version string shown by `/stats` and `tern --version`.
+public let ternVersion = "0.5.0"
