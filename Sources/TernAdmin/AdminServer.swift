@@ -25,6 +25,12 @@ public final class AdminServer: Sendable {
         self.logger = logger
     }
 
+    /// Every route, as `docs/admin-api.openapi.json` lists it (the tests compare the two).
+    public static let routes: [(method: String, path: String)] = [
+        ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/stats"), ("GET", "/allocations"),
+        ("GET", "/allocations/{id}"), ("DELETE", "/allocations/{id}"), ("GET", "/users/{name}"),
+    ]
+
     /// The routes, behind the bearer-token check when a token is configured.
     public func router() -> Router<BasicRequestContext> {
         let router = Router()

@@ -16,15 +16,39 @@ func withTurnServer<R>(allow: [String] = ["127.0.0.0/8", "::1/128"], deny: [Stri
                        tls: TLSContextHolder? = nil,
                        settings: (inout TurnSettings) -> Void = { _ in },
                        _ body: (Server, TransportAddress) throws -> R) throws -> R {
+    let (server, address) = try startTurnServer(allow: allow, deny: deny, portRange: portRange, relayIPv6: relayIPv6,
+                                                limits: limits, tls: tls, settings: settings)
+    defer { server.stop() }
+    return try body(server, address)
+}
+
+/// The users and secret of `startTurnServer`.
+let testUsers = ["alice": "wonderland", "bob": "builder"]
+let testSecrets = ["s3cret"]
+
+func testTurnContext(users: [String: String] = testUsers, secrets: [String] = testSecrets,
+                     allow: [String] = ["127.0.0.0/8", "::1/128"], deny: [String] = [],
+                     settings: TurnSettings = TurnSettings(), shared: SharedTurnState = SharedTurnState(),
+                     nonces: NonceIssuer = NonceIssuer(key: NonceIssuer.randomKey())) -> TurnContext {
+    let realm = "tern.test"
+    return TurnContext(
+        realm: realm,
+        credentials: CredentialStore(realm: realm, users: users, secrets: secrets),
+        nonces: nonces,
+        policy: PeerPolicy(allow: allow.compactMap(CIDR.init), deny: deny.compactMap(CIDR.init)),
+        settings: settings, shared: shared)
+}
+
+/// Starts the server `withTurnServer` describes; the caller stops it. Returns its UDP IPv4 address.
+func startTurnServer(allow: [String] = ["127.0.0.0/8", "::1/128"], deny: [String] = [],
+                     portRange: ClosedRange<UInt16> = 62000...62999,
+                     relayIPv6: IPAddress? = .loopbackV6,
+                     limits: StreamLimits = StreamLimits(),
+                     tls: TLSContextHolder? = nil,
+                     settings: (inout TurnSettings) -> Void = { _ in }) throws -> (Server, TransportAddress) {
     var turnSettings = TurnSettings()
     settings(&turnSettings)
-    let realm = "tern.test"
-    let context = TurnContext(
-        realm: realm,
-        credentials: CredentialStore(realm: realm, users: ["alice": "wonderland", "bob": "builder"], secrets: ["s3cret"]),
-        nonces: NonceIssuer(key: NonceIssuer.randomKey()),
-        policy: PeerPolicy(allow: allow.compactMap(CIDR.init), deny: deny.compactMap(CIDR.init)),
-        settings: turnSettings)
+    let context = testTurnContext(allow: allow, deny: deny, settings: turnSettings)
     var logger = Logger(label: "tern.test")
     logger.logLevel = .warning
     let server = Server(listeners: [ListenerSpec(transport: .udp, address: v4), ListenerSpec(transport: .udp, address: v6),
@@ -34,8 +58,7 @@ func withTurnServer<R>(allow: [String] = ["127.0.0.0/8", "::1/128"], deny: [Stri
                         relay: RelayAddresses(ipv4: .loopbackV4, ipv6: relayIPv6, portRange: portRange),
                         limits: limits, tls: tls, logger: logger)
     let bound = try server.start()
-    defer { server.stop() }
-    return try body(server, bound[0].address)
+    return (server, bound[0].address)
 }
 
 /// The TCP listener of a `withTurnServer` server (same port numbering as its UDP one is not implied).

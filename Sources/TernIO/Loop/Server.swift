@@ -208,6 +208,13 @@ public final class Server: @unchecked Sendable {
 
     /// Configured listeners now open, with what each bound.
     private var active: [ListenerSpec: BoundListener] = [:]
+
+    /// The listener specs now open, as configured (a port-0 spec stays port 0 here).
+    public var configuredListeners: [ListenerSpec] {
+        reconfigureLock.lock()
+        defer { reconfigureLock.unlock() }
+        return Array(active.keys)
+    }
     private let reconfigureLock = NSLock()
 
     /// Reload: opens the listeners in `specs` that are not open yet and closes those no longer in it;

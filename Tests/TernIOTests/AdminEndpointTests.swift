@@ -1,0 +1,232 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import STUN
+import TernAdmin
+import TernCore
+import Testing
+@testable import TernIO
+
+/// One HTTP answer, decoded for the assertions below.
+struct AdminAnswer {
+    var status: Int
+    var text: String
+    var contentType: String
+    var json: Any? { try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed]) }
+    var object: [String: Any] { json as? [String: Any] ?? [:] }
+}
+
+func adminRequest(_ http: any TestClientProtocol, _ uri: String, method: HTTPRequest.Method = .get,
+                  token: String? = nil) async throws -> AdminAnswer {
+    var headers: HTTPFields = [:]
+    if let token { headers[.authorization] = "Bearer \(token)" }
+    return try await http.execute(uri: uri, method: method, headers: headers) { r in
+        AdminAnswer(status: Int(r.status.code), text: String(buffer: r.body), contentType: r.headers[.contentType] ?? "")
+    }
+}
+
+/// Prometheus text lines `name{labels} value` as a dictionary (comments skipped).
+func prometheusSamples(_ text: String) -> [String: Double] {
+    var out: [String: Double] = [:]
+    for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+        guard let space = line.lastIndex(of: " "), let v = Double(line[line.index(after: space)...]) else { continue }
+        out[String(line[..<space])] = v
+    }
+    return out
+}
+
+/// Reads a nested JSON value by keys (`["relayed", "clientToPeer", "packets"]`).
+func jsonValue(_ object: Any?, _ path: [String]) -> Any? {
+    var v = object
+    for k in path { v = (v as? [String: Any])?[k] }
+    return v
+}
+
+func jsonInt(_ object: Any?, _ path: String...) -> Int? {
+    (jsonValue(object, path) as? NSNumber)?.intValue
+}
+
+let quietAdminLogger: Logger = {
+    var l = Logger(label: "tern.admin.test")
+    l.logLevel = .warning
+    return l
+}()
+
+/// An allocation with a channel to `peer`, relaying `count` ChannelData messages of `size` bytes.
+func relayThroughChannel(_ client: TurnTestClient, peer: TestPeer, count: Int, size: Int = 100) -> Int {
+    var received = 0
+    for i in 0..<count {
+        client.sendChannelData(0x4000, [UInt8](repeating: UInt8(truncatingIfNeeded: i), count: size))
+        if let got = peer.receive(), got.data.count == size { received += 1 }
+    }
+    return received
+}
+
+@Suite("Admin endpoint (Hummingbird) over a real TURN server")
+struct AdminEndpointTests {
+    @Test("Stats, metrics, allocations and users move while the allocation lives; DELETE ends it and closes its relay socket")
+    func liveFiguresAndDelete() async throws {
+        let (server, address) = try startTurnServer()
+        defer { server.stop() }
+        let admin = try AdminServer(settings: AdminSettings(port: 0), backend: ServerAdminBackend(server), logger: quietAdminLogger)
+        let client = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+        let relayed = try #require(relayedAddresses(try client.allocate()).first)
+        let peer = try TestPeer()
+        defer { peer.close() }
+        #expect(try client.request(.channelBind, [.channelNumber(0x4000), .xorPeerAddress(peer.address)]).type.messageClass == .successResponse)
+        #expect(relayThroughChannel(client, peer: peer, count: 5) == 5)
+
+        try await admin.application().test(.router) { http in
+            let stats = try await adminRequest(http, "/stats")
+            #expect(stats.status == 200)
+            #expect(stats.contentType == "application/json")
+            #expect(jsonInt(stats.json, "allocations", "active") == 1)
+            #expect(jsonInt(stats.json, "relayed", "clientToPeer", "packets") == 5)
+            #expect(jsonInt(stats.json, "relayed", "clientToPeer", "bytes") == 500)
+            #expect(jsonInt(stats.json, "requests", "allocate", "success") == 1)
+            #expect(jsonInt(stats.json, "requests", "allocate", "401") == 1)
+            #expect(jsonInt(stats.json, "requests", "channel_bind", "success") == 1)
+            #expect(jsonInt(stats.json, "authFailures", "challenged") == 1)
+            #expect(jsonInt(stats.json, "relayPorts", "inUse") == 1)
+            #expect((stats.object["workers"] as? [Any])?.count == 2)
+            #expect(stats.object["version"] as? String == ternVersion)
+            #expect(stats.object["ready"] as? Bool == true)
+
+            var metrics = try await adminRequest(http, "/metrics")
+            #expect(metrics.status == 200)
+            #expect(metrics.contentType.hasPrefix("text/plain; version=0.0.4"))
+            var samples = prometheusSamples(metrics.text)
+            #expect(samples[#"tern_allocations_active{transport="udp",family="ipv4"}"#] == 1)
+            #expect(samples[#"tern_allocations_active{transport="tcp",family="ipv4"}"#] == 0)
+            #expect(samples[#"tern_relayed_packets_total{direction="client_to_peer"}"#] == 5)
+            #expect(samples[#"tern_requests_total{method="allocate",result="success"}"#] == 1)
+            #expect(samples[#"tern_relay_ports{state="in_use"}"#] == 1)
+            #expect(samples[#"tern_relay_ports{state="free"}"#] == Double(1000 * 2 - 1))
+            #expect(!metrics.text.contains("user=\""), "per-user labels are off by default")
+
+            // Live: more traffic on the same allocation shows at the next scrape, both ways.
+            #expect(relayThroughChannel(client, peer: peer, count: 3) == 3)
+            for i in 0..<2 { peer.send([UInt8](repeating: UInt8(i), count: 40), to: relayed) }
+            for _ in 0..<2 { #expect(client.receiveRelayed()?.data.count == 40) }
+            metrics = try await adminRequest(http, "/metrics")
+            samples = prometheusSamples(metrics.text)
+            #expect(samples[#"tern_relayed_packets_total{direction="client_to_peer"}"#] == 8)
+            #expect(samples[#"tern_relayed_packets_total{direction="peer_to_client"}"#] == 2)
+            #expect(samples[#"tern_relayed_bytes_total{direction="peer_to_client"}"#] == 80)
+
+            let list = try await adminRequest(http, "/allocations")
+            #expect(list.status == 200)
+            let items = try #require(list.object["allocations"] as? [[String: Any]])
+            #expect(items.count == 1)
+            let item = try #require(items.first)
+            let id = try #require(item["id"] as? String)
+            #expect(item["user"] as? String == "alice")
+            #expect(item["transport"] as? String == "udp")
+            #expect(item["relayed"] as? [String] == ["\(relayed)"])
+            #expect(item["permissions"] as? [String] == ["127.0.0.1"])
+            #expect(((item["channels"] as? [[String: Any]])?.first?["peer"] as? String) == "\(peer.address)")
+            let clientAddress = try #require(item["client"] as? String)
+            #expect(try await adminRequest(http, "/allocations?user=alice").object["count"] as? Int == 1)
+            #expect(try await adminRequest(http, "/allocations?user=bob").object["count"] as? Int == 0)
+            #expect(try await adminRequest(http, "/allocations?client=127.0.0.1").object["count"] as? Int == 1)
+            #expect(try await adminRequest(http, "/allocations?client=\(clientAddress)").object["count"] as? Int == 1)
+            #expect(try await adminRequest(http, "/allocations?client=192.0.2.1").object["count"] as? Int == 0)
+
+            let one = try await adminRequest(http, "/allocations/\(id)")
+            #expect(one.status == 200)
+            #expect(jsonInt(one.json, "relayedTraffic", "clientToPeer", "packets") == 8)
+            #expect(try await adminRequest(http, "/allocations/999999").status == 404)
+            #expect(try await adminRequest(http, "/allocations/not-a-number").status == 404)
+
+            let user = try await adminRequest(http, "/users/alice")
+            #expect(user.status == 200)
+            #expect((user.object["allocations"] as? [Any])?.count == 1)
+            #expect(jsonInt(user.json, "relayed", "clientToPeer", "bytes") == 800)
+            #expect((try await adminRequest(http, "/users/bob").object["allocations"] as? [Any])?.count == 0)
+
+            // DELETE: gone at once, relay socket closed, the client's next Refresh is 437.
+            let relayFDs = server.workers.flatMap { w in w.queue.sync { Array(w.relays.keys) } }
+            #expect(relayFDs.count == 1)
+            let deleted = try await adminRequest(http, "/allocations/\(id)", method: .delete)
+            #expect(deleted.status == 200)
+            #expect(deleted.object["deleted"] as? String == id)
+            #expect(server.workers.allSatisfy { w in w.queue.sync { w.relays.isEmpty } })
+            #expect(try await adminRequest(http, "/allocations/\(id)").status == 404)
+            #expect(try await adminRequest(http, "/allocations/\(id)", method: .delete).status == 404)
+            #expect(try client.request(.refresh, [.lifetime(600)]).errorCode?.code == 437)
+            samples = prometheusSamples(try await adminRequest(http, "/metrics").text)
+            #expect(samples[#"tern_allocations_active{transport="udp",family="ipv4"}"#] == 0)
+            #expect(samples[#"tern_allocations_ended_total{reason="admin"}"#] == 1)
+            #expect(samples[#"tern_relay_ports{state="in_use"}"#] == 0)
+            // The user's traffic outlives the allocation.
+            #expect(jsonInt(try await adminRequest(http, "/users/alice").json, "relayed", "clientToPeer", "packets") == 8)
+        }
+    }
+
+    @Test("Per-user series only when admin.perUserMetrics is on")
+    func perUserMetrics() async throws {
+        let (server, address) = try startTurnServer()
+        defer { server.stop() }
+        let admin = try AdminServer(settings: AdminSettings(port: 0, perUserMetrics: true), backend: ServerAdminBackend(server),
+                                    logger: quietAdminLogger)
+        let client = try TurnTestClient(server: address, username: "bob", password: "builder")
+        _ = try client.allocate()
+        let peer = try TestPeer()
+        defer { peer.close() }
+        _ = try client.request(.channelBind, [.channelNumber(0x4000), .xorPeerAddress(peer.address)])
+        #expect(relayThroughChannel(client, peer: peer, count: 4, size: 50) == 4)
+        try await admin.application().test(.router) { http in
+            let samples = prometheusSamples(try await adminRequest(http, "/metrics").text)
+            #expect(samples[#"tern_user_allocations_active{user="bob"}"#] == 1)
+            #expect(samples[#"tern_user_relayed_bytes_total{user="bob",direction="client_to_peer"}"#] == 200)
+            let stats = try await adminRequest(http, "/stats")
+            #expect(jsonInt(stats.json, "users", "bob", "relayed", "clientToPeer", "bytes") == 200)
+        }
+    }
+
+    @Test("With admin.token every route wants the bearer token: none or a wrong one gets 401 and nothing else (real HTTP listener)")
+    func bearerToken() async throws {
+        let (server, _) = try startTurnServer()
+        defer { server.stop() }
+        let admin = try AdminServer(settings: AdminSettings(port: 0, token: "correct-horse"), backend: ServerAdminBackend(server),
+                                    logger: quietAdminLogger)
+        try await admin.application().test(.live) { http in
+            for path in ["/healthz", "/readyz", "/metrics", "/stats", "/allocations", "/allocations/1", "/users/alice"] {
+                for token in [nil, "wrong", "correct-hors", "correct-horsee", ""] as [String?] {
+                    let r = try await adminRequest(http, path, token: token)
+                    #expect(r.status == 401, "\(path) with \(token ?? "no token")")
+                    #expect(r.text == #"{"error":"unauthorized"}"#, "\(path): nothing but the refusal")
+                }
+            }
+            #expect(try await adminRequest(http, "/allocations/1", method: .delete, token: "wrong").status == 401)
+            #expect(try await adminRequest(http, "/healthz", token: "correct-horse").status == 200)
+            #expect(try await adminRequest(http, "/stats", token: "correct-horse").status == 200)
+            #expect(try await adminRequest(http, "/metrics", token: "correct-horse").text.contains("tern_build_info"))
+        }
+    }
+
+    @Test("Without a token the endpoint refuses any address but loopback, and says why")
+    func loopbackOnlyWithoutToken() throws {
+        let (server, _) = try startTurnServer()
+        defer { server.stop() }
+        for address in ["0.0.0.0", "192.0.2.1", "::", "2001:db8::1"] {
+            let settings = AdminSettings(address: IPAddress(address)!, port: 0)
+            #expect(throws: AdminError.self) {
+                _ = try AdminServer(settings: settings, backend: ServerAdminBackend(server), logger: quietAdminLogger)
+            }
+            do {
+                _ = try AdminServer(settings: settings, backend: ServerAdminBackend(server), logger: quietAdminLogger)
+            } catch {
+                #expect(error.description.contains("needs admin.token"))
+            }
+            // With a token any address is allowed.
+            _ = try AdminServer(settings: AdminSettings(address: IPAddress(address)!, port: 0, token: "t"),
+                                backend: ServerAdminBackend(server), logger: quietAdminLogger)
+        }
+        for address in ["127.0.0.1", "127.0.0.53", "::1"] {
+            _ = try AdminServer(settings: AdminSettings(address: IPAddress(address)!, port: 0), backend: ServerAdminBackend(server),
+                                logger: quietAdminLogger)
+        }
+    }
+}
