@@ -109,6 +109,11 @@ final class ServerRunner: @unchecked Sendable {
     }
 
     func run() throws -> Never {
+        // A parent may hand down a signal mask that blocks SIGTERM or SIGHUP; a daemon sets its own.
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        for sig in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&unblock, sig) }
+        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
         let workerCount = settings.workers ?? max(1, ProcessInfo.processInfo.activeProcessorCount)
         let specs = Self.listenerSpecs(settings, builtInDefault: usingBuiltInDefault)
         if specs.contains(where: { $0.transport == .tls }), let cert = settings.tls.certificate, let key = settings.tls.privateKey {

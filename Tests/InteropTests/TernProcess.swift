@@ -20,7 +20,11 @@ final class TernProcess {
 
     /// Starts `tern serve`, with `config` written to a temporary file when given.
     init(config: String?, environment: [String: String] = [:]) throws {
-        if let config {
+        if var config {
+            // Tests run side by side: unless a test sets its own, the admin endpoint takes a free port.
+            if !config.contains("\"admin\""), let brace = config.firstIndex(of: "{") {
+                config.insert(contentsOf: #""admin": {"port": 0}, "#, at: config.index(after: brace))
+            }
             let url = FileManager.default.temporaryDirectory.appendingPathComponent("tern-test-\(UUID().uuidString).json")
             try config.write(to: url, atomically: true, encoding: .utf8)
             configURL = url
@@ -77,6 +81,13 @@ final class TernProcess {
         }
     }
 
+    /// The admin endpoint's address, from the "admin listening" log line.
+    func adminAddress() -> TransportAddress? {
+        guard let line = stderr.split(separator: "\n").first(where: { $0.contains("admin listening") }),
+              let start = line.range(of: "address=") else { return nil }
+        return TransportAddress(String(line[start.upperBound...].prefix { $0 != " " }))
+    }
+
     /// SIGTERM, then wait (bounded) for exit; returns the exit status, nil if it did not exit.
     func terminate(timeout: TimeInterval = 10) -> Int32? {
         if process.isRunning { kill(process.processIdentifier, SIGTERM) }
@@ -90,6 +101,39 @@ final class TernProcess {
         if let configURL { try? FileManager.default.removeItem(at: configURL) }
         return process.terminationStatus
     }
+}
+
+/// A plain HTTP/1.1 request over a loopback socket (status and body), bounded by `timeout`.
+func httpRequest(_ address: TransportAddress, _ path: String, method: String = "GET", token: String? = nil,
+                 timeout: Int = 5) -> (status: Int, body: String)? {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var tv = timeval(tv_sec: timeout, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = address.port.bigEndian
+    addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+    let c = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    guard c == 0 else { return nil }
+    var request = "\(method) \(path) HTTP/1.1\r\nHost: \(address)\r\nConnection: close\r\n"
+    if let token { request += "Authorization: Bearer \(token)\r\n" }
+    request += "\r\n"
+    _ = request.utf8CString.withUnsafeBytes { send(fd, $0.baseAddress, $0.count - 1, 0) }
+    var data = [UInt8]()
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while data.count < 4_000_000 {
+        let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, 65536, 0) }
+        if n <= 0 { break }
+        data += buf[0..<n]
+    }
+    let text = String(decoding: data, as: UTF8.self)
+    guard let head = text.range(of: "\r\n\r\n"), let statusLine = text.split(separator: "\r\n").first else { return nil }
+    let parts = statusLine.split(separator: " ")
+    guard parts.count >= 2, let status = Int(parts[1]) else { return nil }
+    return (status, String(text[head.upperBound...]))
 }
 
 /// Runs a command to completion (bounded by `timeout`), returning its exit status and output.

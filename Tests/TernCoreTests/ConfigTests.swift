@@ -134,7 +134,7 @@ struct ConfigErrorTests {
         #expect(e.path == "relm")
         #expect(e.source == "config.json")
         #expect(e.description ==
-            "config.json: relm: unknown key; expected one of realm, software, workers, listeners, relay, auth, peers, admin, log, limits, tls")
+            "config.json: relm: unknown key; expected one of realm, software, workers, listeners, relay, auth, peers, admin, log, limits, tls, drain")
     }
 
     @Test func unknownNestedKey() throws {
@@ -303,6 +303,37 @@ struct ConfigErrorTests {
         let e = try #require(parseError(#"{"log": {"level": "verbose"}}"#))
         #expect(e.path == "log.level")
         #expect(e.message == #"expected one of trace, debug, info, notice, warning, error, critical, found string "verbose""#)
+    }
+
+    @Test("admin: enabled, perUserMetrics, and no non-loopback address without a token")
+    func adminEndpointSettings() throws {
+        let c = try parse(#"{"admin": {"enabled": false, "perUserMetrics": true, "address": "::1", "port": 0}}"#)
+        #expect(c.admin == AdminConfig(enabled: false, address: .loopbackV6, port: 0, token: nil, perUserMetrics: true))
+        #expect(try parse("{}").admin.enabled)
+        #expect(try parse("{}").admin.perUserMetrics == false)
+        #expect(parseError(#"{"admin": {"enabled": 1}}"#)?.path == "admin.enabled")
+        #expect(parseError(#"{"admin": {"perUserMetrics": "yes"}}"#)?.path == "admin.perUserMetrics")
+        let open = try #require(parseError(#"{"admin": {"address": "0.0.0.0"}}"#))
+        #expect(open.path == "admin.token")
+        #expect(open.message.contains("only binds to 127.0.0.1 or ::1"))
+        #expect(parseError(#"{"admin": {"address": "2001:db8::1"}}"#)?.path == "admin.token")
+        #expect(try parse(#"{"admin": {"address": "0.0.0.0", "token": "t0ken"}}"#).admin.token == "t0ken")
+        #expect(try parse(#"{"admin": {"address": "127.0.0.53"}}"#).admin.address == IPAddress("127.0.0.53"))
+        // A disabled endpoint may name any address.
+        #expect(try parse(#"{"admin": {"address": "0.0.0.0", "enabled": false}}"#).admin.enabled == false)
+    }
+
+    @Test("drain: timeout and alternate server")
+    func drainSettings() throws {
+        #expect(try parse("{}").drain == DrainConfig(timeoutSeconds: 30, alternateServer: nil))
+        let c = try parse(#"{"drain": {"timeoutSeconds": 0, "alternateServer": "[2001:db8::20]:3478"}}"#)
+        #expect(c.drain == DrainConfig(timeoutSeconds: 0, alternateServer: TransportAddress("[2001:db8::20]:3478")))
+        #expect(try parse(#"{"drain": {"alternateServer": "192.0.2.20:3478"}}"#).drain.alternateServer == TransportAddress("192.0.2.20:3478"))
+        for bad in [#""192.0.2.20""#, #""192.0.2.20:0""#, #""0.0.0.0:3478""#, #""turn.example.com:3478""#, "3478"] {
+            #expect(parseError(#"{"drain": {"alternateServer": \#(bad)}}"#)?.path == "drain.alternateServer", "\(bad)")
+        }
+        #expect(parseError(#"{"drain": {"timeoutSeconds": -1}}"#)?.path == "drain.timeoutSeconds")
+        #expect(parseError(#"{"drain": {"timeout": 5}}"#)?.path == "drain.timeout")
     }
 
     @Test func invalidJSON() throws {
