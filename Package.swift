@@ -8,6 +8,10 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "tern", targets: ["tern"]),
+        // For the benchmark package (Benchmarks/): the codec, the server logic and the C shims.
+        .library(name: "STUN", targets: ["STUN"]),
+        .library(name: "TernCore", targets: ["TernCore"]),
+        .library(name: "TernShims", targets: ["CTernShims"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

@@ -115,3 +115,80 @@ int tern_set_dont_fragment(int fd, int ipv6) {
     int mode = IP_PMTUDISC_DO;
     return setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &mode, sizeof(mode));
 }
+
+#include <sys/epoll.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+int tern_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int tern_epoll_add(int epfd, int fd) {
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+int tern_epoll_del(int epfd, int fd) {
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, &ev);
+}
+
+#ifndef SYS_epoll_pwait2
+#define SYS_epoll_pwait2 441
+#endif
+
+int tern_epoll_wait_us(int epfd, int *fds, int max, long timeout_us) {
+    struct epoll_event events[64];
+    if (max > 64) max = 64;
+    int n;
+    static int no_pwait2 = 0;
+    if (timeout_us > 0 && !no_pwait2) {
+        struct timespec ts = {.tv_sec = timeout_us / 1000000, .tv_nsec = (timeout_us % 1000000) * 1000};
+        n = (int)syscall(SYS_epoll_pwait2, epfd, events, max, &ts, NULL, 0);
+        if (n < 0 && errno == ENOSYS) {
+            no_pwait2 = 1;
+            n = epoll_wait(epfd, events, max, (int)((timeout_us + 999) / 1000));
+        }
+    } else {
+        n = epoll_wait(epfd, events, max, timeout_us > 0 ? (int)((timeout_us + 999) / 1000) : 0);
+    }
+    for (int i = 0; i < n; i++) fds[i] = events[i].data.fd;
+    return n;
+}
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+
+long tern_send_gso(int fd, const struct iovec *iov, int iovcnt, const struct sockaddr *to, socklen_t tolen,
+                   uint16_t segment_size) {
+    char control[CMSG_SPACE(sizeof(uint16_t))];
+    memset(control, 0, sizeof control);
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_name = (void *)to;
+    msg.msg_namelen = tolen;
+    msg.msg_iov = (struct iovec *)iov;
+    msg.msg_iovlen = (size_t)iovcnt;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_UDP;
+    cm->cmsg_type = UDP_SEGMENT;
+    cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+    memcpy(CMSG_DATA(cm), &segment_size, sizeof segment_size);
+    return (long)sendmsg(fd, &msg, MSG_NOSIGNAL);
+}
+
+int tern_set_buffer_sizes(int fd, int receive, int send) {
+    int r = 0;
+    if (receive > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &receive, sizeof receive) != 0)
+        r |= setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive, sizeof receive);
+    if (send > 0 && setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &send, sizeof send) != 0)
+        r |= setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &send, sizeof send);
+    return r;
+}

@@ -93,6 +93,16 @@ final class ServerRunner: @unchecked Sendable {
         return s
     }
 
+    static func ioSettings(_ c: IOConfig) -> IOSettings {
+        var io = IOSettings()
+        io.eventLoop = c.eventLoop == "sources" ? .sources : .epoll
+        io.lingerMicroseconds = c.lingerMicroseconds
+        io.receiveBuffer = c.receiveBuffer
+        io.sendBuffer = c.sendBuffer
+        io.gso = c.gso
+        return io
+    }
+
     static func listenerSpecs(_ settings: TernConfig, builtInDefault: Bool) -> [ListenerSpec] {
         settings.listeners.map { l -> ListenerSpec in
             let transport: ClientTransport
@@ -143,6 +153,7 @@ final class ServerRunner: @unchecked Sendable {
                                                   portRange: settings.relay.portRange),
                             limits: Self.streamLimits(settings.limits),
                             tls: tlsHolder, dtls: dtlsContext,
+                            io: Self.ioSettings(settings.io),
                             logger: logger)
         self.server = server
         // Socket activation: systemd passes listening sockets from fd 3 on (sd_listen_fds(3)).
@@ -262,7 +273,7 @@ final class ServerRunner: @unchecked Sendable {
         let restartOnly: [(String, Bool)] = [
             ("workers", fresh.workers != settings.workers), ("relay", fresh.relay != settings.relay),
             ("admin", fresh.admin != settings.admin), ("log", fresh.log != settings.log),
-            ("software", fresh.software != settings.software),
+            ("software", fresh.software != settings.software), ("io", fresh.io != settings.io),
         ]
         for (key, changed) in restartOnly where changed {
             logger.warning("reload: \(key) changed; it takes effect at the next restart", metadata: ["key": "\(key)"])

@@ -134,7 +134,7 @@ struct ConfigErrorTests {
         #expect(e.path == "relm")
         #expect(e.source == "config.json")
         #expect(e.description ==
-            "config.json: relm: unknown key; expected one of realm, software, workers, listeners, relay, auth, peers, admin, log, limits, tls, drain")
+            "config.json: relm: unknown key; expected one of realm, software, workers, listeners, relay, auth, peers, admin, log, limits, tls, drain, io")
     }
 
     @Test func unknownNestedKey() throws {

@@ -56,6 +56,27 @@ int tern_accept_nonblocking(int fd, struct sockaddr *addr, socklen_t *len);
 
 
 
+/*
+ * A worker-private epoll set (the `epoll` event loop): level-triggered EPOLLIN registrations keyed by
+ * descriptor, and a wait with a microsecond timeout (epoll_pwait2, Linux 5.11+; falls back to
+ * epoll_wait with the timeout rounded up to a millisecond). Ready descriptors are written to fds[].
+ */
+int tern_epoll_create(void);
+int tern_epoll_add(int epfd, int fd);
+int tern_epoll_del(int epfd, int fd);
+int tern_epoll_wait_us(int epfd, int *fds, int max, long timeout_us);
+
+/*
+ * UDP GSO (UDP_SEGMENT, Linux 4.18+): sends iovcnt buffers, each segment_size bytes except the last,
+ * as one sendmsg that the kernel splits into datagrams of segment_size to `to`. Returns what sendmsg
+ * returns (-1 with errno EIO/EINVAL/ENOPROTOOPT where the kernel or device cannot segment).
+ */
+long tern_send_gso(int fd, const struct iovec *iov, int iovcnt, const struct sockaddr *to, socklen_t tolen,
+                   uint16_t segment_size);
+
+/* SO_RCVBUF/SO_SNDBUF, trying the *FORCE variants first (they pass rmem_max/wmem_max with CAP_NET_ADMIN). */
+int tern_set_buffer_sizes(int fd, int receive, int send);
+
 /* Don't-fragment on a UDP socket (RFC 8656 DONT-FRAGMENT): IP_MTU_DISCOVER=IP_PMTUDISC_DO or IPV6_DONTFRAG. */
 int tern_set_dont_fragment(int fd, int ipv6);
 #endif

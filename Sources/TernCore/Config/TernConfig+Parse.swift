@@ -3,7 +3,7 @@ import Logging
 import STUN
 
 extension TernConfig {
-    static let topLevelKeys = ["realm", "software", "workers", "listeners", "relay", "auth", "peers", "admin", "log", "limits", "tls", "drain"]
+    static let topLevelKeys = ["realm", "software", "workers", "listeners", "relay", "auth", "peers", "admin", "log", "limits", "tls", "drain", "io"]
     static let tlsKeys = ["certificate", "privateKey", "handshakeTimeout"]
     static let limitsKeys = ["maxLifetime", "allocationsPerUser", "permissionsPerAllocation", "channelsPerAllocation",
                              "streamIdleTimeout", "connectionsPerIP", "streamQueueBytes"]
@@ -13,6 +13,7 @@ extension TernConfig {
     static let peerKeys = ["allow", "deny"]
     static let adminKeys = ["enabled", "address", "port", "token", "perUserMetrics"]
     static let drainKeys = ["timeoutSeconds", "alternateServer"]
+    static let ioKeys = ["eventLoop", "lingerMicroseconds", "receiveBuffer", "sendBuffer", "gso"]
     static let logKeys = ["level"]
 
     /// Parses a JSON config document. `source` names it in errors (usually the file path).
@@ -83,6 +84,7 @@ extension TernConfig {
         if let n = obj["limits"] { config.limits = try parseLimits(n) }
         if let n = obj["tls"] { config.tls = try parseTLS(n) }
         if let n = obj["drain"] { config.drain = try parseDrain(n) }
+        if let n = obj["io"] { config.io = try parseIO(n) }
         // An endpoint that can end allocations is not opened to the network without a token.
         if config.admin.enabled && config.admin.token == nil && !config.admin.address.isLoopback {
             throw ConfigError(path: "admin.token",
@@ -235,6 +237,21 @@ extension TernConfig {
             drain.alternateServer = address
         }
         return drain
+    }
+
+    static func parseIO(_ n: JSONNode) throws(ConfigError) -> IOConfig {
+        let obj = try n.object(known: ioKeys)
+        var io = IOConfig()
+        if let e = obj["eventLoop"] {
+            let v = try e.string("\"epoll\" or \"sources\"")
+            guard v == "epoll" || v == "sources" else { throw e.mismatch("\"epoll\" or \"sources\"") }
+            io.eventLoop = v
+        }
+        if let l = obj["lingerMicroseconds"] { io.lingerMicroseconds = try l.integer(in: 0...10_000) }
+        if let r = obj["receiveBuffer"] { io.receiveBuffer = try r.integer(in: 0...(256 << 20)) }
+        if let w = obj["sendBuffer"] { io.sendBuffer = try w.integer(in: 0...(256 << 20)) }
+        if let g = obj["gso"] { io.gso = try g.boolean() }
+        return io
     }
 
     static func parseTLS(_ n: JSONNode) throws(ConfigError) -> TLSConfig {

@@ -19,6 +19,7 @@ public struct TernConfig: Sendable, Equatable {
     public var limits: LimitsConfig = LimitsConfig()
     public var tls: TLSConfig = TLSConfig()
     public var drain: DrainConfig = DrainConfig()
+    public var io: IOConfig = IOConfig()
 
     public static let defaultRealm = "tern"
 

@@ -49,6 +49,7 @@ public final class Server: @unchecked Sendable {
     private let handlerConfiguration: HandlerConfiguration
     private let connectionLimiter: ConnectionLimiter
     let relayAddresses: RelayAddresses
+    public let io: IOSettings
     /// The TLS context of `tls` listeners; `reloadTLS` swaps it for new connections.
     public let tls: TLSContextHolder?
     /// The DTLS context of `dtls` listeners at start; `reloadDTLS` gives new associations another.
@@ -65,7 +66,8 @@ public final class Server: @unchecked Sendable {
 
     public init(listeners: [ListenerSpec], workerCount: Int, handlerConfiguration: HandlerConfiguration,
                 relay: RelayAddresses = RelayAddresses(), limits: StreamLimits = StreamLimits(),
-                tls: TLSContextHolder? = nil, dtls: TLSServerContext? = nil, logger: Logger) {
+                tls: TLSContextHolder? = nil, dtls: TLSServerContext? = nil, io: IOSettings = IOSettings(),
+                logger: Logger) {
         self.tls = tls
         self.dtls = dtls
         precondition(workerCount >= 1, "at least one worker")
@@ -75,9 +77,10 @@ public final class Server: @unchecked Sendable {
         let limiter = ConnectionLimiter(limit: limits.connectionsPerIP)
         self.connectionLimiter = limiter
         self.relayAddresses = relay
+        self.io = io
         self.workers = (0..<workerCount).map {
             Worker(index: $0, handler: RequestHandler(configuration: handlerConfiguration), limits: limits,
-                   relayAddresses: relay, connectionLimiter: limiter, logger: logger)
+                   relayAddresses: relay, connectionLimiter: limiter, io: io, logger: logger)
         }
         for w in workers { w.server = self }
     }
@@ -313,6 +316,9 @@ public final class Server: @unchecked Sendable {
         do {
             if v6 { try Posix.setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1) }
             try Posix.setOption(fd, SOL_SOCKET, tern_so_reuseport(), 1)
+            if datagram && (io.receiveBuffer > 0 || io.sendBuffer > 0) {
+                _ = tern_set_buffer_sizes(fd, Int32(clamping: io.receiveBuffer), Int32(clamping: io.sendBuffer))
+            }
             if !datagram {
                 try Posix.setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
             } else if address.ip.isUnspecified && spec.transport == .udp {

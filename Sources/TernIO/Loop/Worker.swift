@@ -37,25 +37,51 @@ public final class Worker: @unchecked Sendable {
     let closing = DispatchGroup()
     /// Replaced by a reload (on this queue); read where a limit applies, never cached.
     var limits: StreamLimits
+    let io: IOSettings
+    /// The worker's epoll set with the `epoll` event loop (nil with per-socket Dispatch sources).
+    var poller: Poller?
+    /// Client-to-peer datagrams of the recvmmsg batch being handled, sent together when it is done.
+    let peerBatch: PeerSendBatch
 
     /// Scratch space for a reply to a stream message; a reply is copied into the connection's
     /// queue (or written at once), so one buffer per worker serves every connection.
     let streamResponse: UnsafeMutableRawBufferPointer
 
     init(index: Int, handler: RequestHandler, limits: StreamLimits, relayAddresses: RelayAddresses,
-         connectionLimiter: ConnectionLimiter, logger: Logger) {
+         connectionLimiter: ConnectionLimiter, io: IOSettings = IOSettings(), logger: Logger) {
         self.index = index
         self.connectionLimiter = connectionLimiter
         self.relayAddresses = relayAddresses
         self.queue = DispatchQueue(label: "tern.worker.\(index)", qos: .userInitiated)
         self.handler = handler
         self.limits = limits
+        self.io = io
+        self.peerBatch = PeerSendBatch(capacity: 64, gso: io.gso)
         var logger = logger
         logger[metadataKey: "worker"] = "\(index)"
         self.logger = logger
         self.streamResponse = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536 + 64, alignment: 16)
         handler.relayIO = self
         handler.workerIndex = index
+        if io.eventLoop == .epoll {
+            do {
+                let p = try Poller(worker: self, lingerMicroseconds: io.lingerMicroseconds)
+                poller = p
+                p.start()
+            } catch {
+                self.logger.warning("epoll unavailable, using a Dispatch source per socket", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Sends the client-to-peer datagrams collected so far (end of a recvmmsg batch).
+    @inline(__always)
+    func flushPeerBatch() {
+        guard peerBatch.count > 0 else { return }
+        let r = peerBatch.flush()
+        stats.datagramsSent &+= UInt64(r.sent)
+        stats.bytesSent &+= UInt64(r.bytes)
+        stats.sendDropped &+= UInt64(r.dropped)
     }
 
     func nextConnectionID() -> UInt64 {
@@ -118,6 +144,8 @@ public final class Worker: @unchecked Sendable {
         for c in Array(connections.values) { c.close(reason: .shutdown) }
         udpEndpoints.removeAll()
         tcpListeners.removeAll()
+        poller?.stop()
+        poller = nil
     }
 }
 

@@ -14,7 +14,7 @@ final class RelaySocket {
     let fd: Int32
     let bound: TransportAddress
     unowned let worker: Worker
-    private var source: DispatchSourceRead?
+    private var source: ReadWatch?
 
     init(fd: Int32, bound: TransportAddress, worker: Worker) {
         self.fd = fd
@@ -24,8 +24,8 @@ final class RelaySocket {
 
     func start() {
         let fd = self.fd
-        source = worker.makeReadSource(fd: fd, readable: { [unowned self] in self.readable() },
-                                       cancelled: { [weak worker] in worker?.relays[fd] = nil })
+        source = worker.watchReadable(fd: fd, readable: { [unowned self] in self.readable() },
+                                      cancelled: { [weak worker] in worker?.relays[fd] = nil })
     }
 
     func cancel() {

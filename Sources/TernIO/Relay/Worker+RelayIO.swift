@@ -20,6 +20,12 @@ public struct RelayAddresses: Sendable {
 }
 
 enum Clocks {
+    static func monotonicNanos() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+    }
+
     static func monotonicSeconds() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
@@ -56,6 +62,9 @@ extension Worker: RelayIO {
             if v6 { try Posix.setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1) }
             if dontFragment && tern_set_dont_fragment(fd, v6 ? 1 : 0) != 0 {
                 throw SystemError("setsockopt(dont fragment)", errno: errno)
+            }
+            if io.receiveBuffer > 0 || io.sendBuffer > 0 {
+                _ = tern_set_buffer_sizes(fd, Int32(clamping: io.receiveBuffer), Int32(clamping: io.sendBuffer))
             }
             try Posix.bind(fd, TernSocketAddress(address))
             return .success(fd)
@@ -130,6 +139,13 @@ extension Worker: RelayIO {
     }
 
     public func sendToPeer(from handle: RelayHandle, to peer: TransportAddress, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        // While a UDP endpoint drains a batch, the payload (inside the receive batch) is queued and
+        // leaves with the rest of the batch: sendmmsg per relay socket, GSO for a stream to one peer.
+        if peerBatch.collecting {
+            if peerBatch.isFull { flushPeerBatch() }
+            peerBatch.add(fd: handle.raw, peer: peer, payload: bytes)
+            return true
+        }
         var storage = sockaddr_storage()
         let len = TernSocketAddress.write(peer, into: &storage)
         let r = withUnsafePointer(to: &storage) { p in

@@ -20,7 +20,7 @@ final class UDPEndpoint {
     unowned let worker: Worker
     /// This endpoint's index among the worker's UDP endpoints (the `socket` of a ClientRoute).
     let index: Int
-    private var source: DispatchSourceRead?
+    private var source: ReadWatch?
     /// Scratch for the local address of the datagram being handled.
     private let localScratch: UnsafeMutablePointer<sockaddr_storage>
 
@@ -39,7 +39,7 @@ final class UDPEndpoint {
     }
 
     func start() {
-        source = worker.makeReadSource(fd: fd, readable: { [unowned self] in self.readable() })
+        source = worker.watchReadable(fd: fd, readable: { [unowned self] in self.readable() })
     }
 
     /// A removed listener (reload) stays in `udpEndpoints` so that the other endpoints keep their
@@ -56,6 +56,12 @@ final class UDPEndpoint {
         let handler = worker.handler
         let batch = worker.batch
         var replies = 0
+        let worker = self.worker
+        worker.peerBatch.collecting = true
+        defer {
+            worker.flushPeerBatch()
+            worker.peerBatch.collecting = false
+        }
         worker.drainDatagrams(fd, datagram: { i in
             let packet = batch.received(i)
             let client = TernSocketAddress.transportAddress(batch.recvNames + i)
@@ -73,6 +79,8 @@ final class UDPEndpoint {
                 replies &+= 1
             }
         }, batchDone: {
+            // Before the next recvmmsg overwrites the payloads the peer batch points into.
+            worker.flushPeerBatch()
             if replies > 0 { flush(replies, batch: batch) }
             replies = 0
         }, failed: { error in

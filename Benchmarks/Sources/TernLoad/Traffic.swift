@@ -1,0 +1,182 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CTernShims
+import Histogram
+import STUN
+
+/// Sends messages at a fixed rate (or flat out), round-robin over the client sockets, a few per socket
+/// at a time with sendmmsg so that the generator stays well below the server's cost per packet.
+final class PacedSender {
+    let sockets: [Int32]
+    let payloadSize: Int
+    let channelHeader: Bool
+    let batch = 16
+    private let messages: UnsafeMutablePointer<tern_mmsghdr>
+    private let iovecs: UnsafeMutablePointer<iovec>
+    private let buffers: UnsafeMutableRawPointer
+    private let slot: Int
+    private let destination: UnsafeMutablePointer<sockaddr_in>
+
+    init(sockets: [Int32], destination: TransportAddress, payloadSize: Int, channelHeader: Bool) {
+        self.sockets = sockets
+        self.payloadSize = payloadSize
+        self.channelHeader = channelHeader
+        self.destination = .allocate(capacity: 1)
+        self.destination.initialize(to: UDP.sockaddrIn(destination))
+        slot = (payloadSize + 4 + 7) & ~7
+        messages = .allocate(capacity: batch)
+        iovecs = .allocate(capacity: batch)
+        buffers = .allocate(byteCount: slot * batch, alignment: 16)
+        buffers.initializeMemory(as: UInt8.self, repeating: 0xA5, count: slot * batch)
+        let length = payloadSize + (channelHeader ? 4 : 0)
+        for i in 0..<batch {
+            let b = buffers + i * slot
+            if channelHeader {
+                // ChannelData (RFC 8656 section 12.4): channel 0x4000, then the payload length.
+                b.storeBytes(of: UInt16(0x4000).bigEndian, as: UInt16.self)
+                b.storeBytes(of: UInt16(payloadSize).bigEndian, toByteOffset: 2, as: UInt16.self)
+            }
+            iovecs[i] = iovec(iov_base: b, iov_len: length)
+            messages[i] = tern_mmsghdr()
+            messages[i].msg_hdr.msg_name = UnsafeMutableRawPointer(self.destination)
+            messages[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
+            messages[i].msg_hdr.msg_iov = iovecs + i
+            messages[i].msg_hdr.msg_iovlen = 1
+        }
+    }
+
+    deinit {
+        messages.deallocate()
+        iovecs.deallocate()
+        buffers.deallocate()
+        destination.deallocate()
+    }
+
+    /// Sends `total` messages at `rate` per second (0: as fast as possible for `seconds`). Returns the
+    /// number the kernel accepted.
+    func run(rate: Int, total: Int, seconds: Double) -> Int {
+        var seq: UInt64 = 0
+        var sent = 0
+        var socketIndex = 0
+        let start = monotonicNanos()
+        let end = start + UInt64(seconds * 1e9)
+        let offset = channelHeader ? 4 : 0
+        // Per socket per turn: up to 8 messages (a burst, as a video frame is), so that the generator's
+        // own system calls stay well below the server's; the sockets take turns.
+        let perSocket = 8
+        while sent < total {
+            let now = monotonicNanos()
+            if now >= end && rate == 0 { break }
+            var due = total - sent
+            if rate > 0 {
+                let shouldHaveSent = Int(Double(now - start) / 1e9 * Double(rate))
+                due = min(due, shouldHaveSent - sent)
+                if due <= 0 {
+                    // Nothing due: sleep (about 250 us with the timer slack) rather than spin, so the
+                    // sink thread on the same core gets the CPU. Messages then leave in small bursts.
+                    usleep(200)
+                    continue
+                }
+            }
+            let n = min(due, perSocket)
+            let stamp = monotonicNanos()
+            for i in 0..<n {
+                let b = buffers + i * slot + offset
+                b.storeBytes(of: seq, as: UInt64.self)
+                b.storeBytes(of: stamp, toByteOffset: 8, as: UInt64.self)
+                seq &+= 1
+            }
+            let fd = sockets[socketIndex]
+            socketIndex = socketIndex + 1 == sockets.count ? 0 : socketIndex + 1
+            let r = tern_sendmmsg(fd, messages, UInt32(n), 0)
+            if r > 0 { sent += Int(r) }
+        }
+        return sent
+    }
+}
+
+/// The sink: receives every relayed message, counts it and records its latency (HdrHistogram, in us).
+final class SinkReceiver: @unchecked Sendable {
+    let fd: Int32
+    private(set) var received = 0
+    private var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    private var running = true
+    private var lastArrival: UInt64 = 0
+    private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+
+    init(fd: Int32) {
+        self.fd = fd
+        pthread_mutex_init(lock, nil)
+        UDP.setReceiveTimeout(fd, milliseconds: 50)
+    }
+
+    func start() -> pthread_t {
+        var thread = pthread_t()
+        let box = Unmanaged.passRetained(self)
+        pthread_create(&thread, nil, { arg in
+            let me = Unmanaged<SinkReceiver>.fromOpaque(arg!).takeRetainedValue()
+            me.loop()
+            return nil
+        }, box.toOpaque())
+        return thread
+    }
+
+    private func loop() {
+        let count = 64, slot = 2048
+        let buffers = UnsafeMutableRawPointer.allocate(byteCount: count * slot, alignment: 16)
+        let iov = UnsafeMutablePointer<iovec>.allocate(capacity: count)
+        let msgs = UnsafeMutablePointer<tern_mmsghdr>.allocate(capacity: count)
+        defer { buffers.deallocate(); iov.deallocate(); msgs.deallocate() }
+        for i in 0..<count {
+            iov[i] = iovec(iov_base: buffers + i * slot, iov_len: slot)
+            msgs[i] = tern_mmsghdr()
+            msgs[i].msg_hdr.msg_iov = iov + i
+            msgs[i].msg_hdr.msg_iovlen = 1
+        }
+        while true {
+            pthread_mutex_lock(lock)
+            let go = running
+            pthread_mutex_unlock(lock)
+            if !go { break }
+            // MSG_WAITFORONE (0x10000): return as soon as one arrived, with whatever else is queued.
+            let n = tern_recvmmsg(fd, msgs, UInt32(count), 0x10000)
+            guard n > 0 else { continue }
+            let now = monotonicNanos()
+            pthread_mutex_lock(lock)
+            for i in 0..<Int(n) where msgs[i].msg_len >= 16 {
+                let b = buffers + i * slot
+                let sentAt = b.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+                if now > sentAt { histogram.record((now - sentAt) / 1000) }
+            }
+            received += Int(n)
+            lastArrival = now
+            pthread_mutex_unlock(lock)
+        }
+    }
+
+    /// Waits until nothing arrived for `milliseconds` (bounded by `atMost`).
+    func waitQuiet(milliseconds: Int, atMost: Int) {
+        let start = monotonicNanos()
+        while true {
+            usleep(20_000)
+            pthread_mutex_lock(lock)
+            let last = lastArrival
+            pthread_mutex_unlock(lock)
+            let now = monotonicNanos()
+            if now - max(last, start) > UInt64(milliseconds) * 1_000_000 || now - start > UInt64(atMost) * 1_000_000 { return }
+        }
+    }
+
+    func stop() {
+        pthread_mutex_lock(lock)
+        running = false
+        pthread_mutex_unlock(lock)
+    }
+
+    func percentile(_ p: Double) -> Double {
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
+        return Double(histogram.valueAtPercentile(p))
+    }
+}
