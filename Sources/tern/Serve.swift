@@ -99,6 +99,8 @@ final class ServerRunner: @unchecked Sendable {
         io.lingerMicroseconds = c.lingerMicroseconds
         io.receiveBuffer = c.receiveBuffer
         io.sendBuffer = c.sendBuffer
+        io.relayReceiveBuffer = c.relayReceiveBuffer
+        io.relaySendBuffer = c.relaySendBuffer
         io.gso = c.gso
         return io
     }

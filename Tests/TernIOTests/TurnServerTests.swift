@@ -45,6 +45,7 @@ func startTurnServer(allow: [String] = ["127.0.0.0/8", "::1/128"], deny: [String
                      relayIPv6: IPAddress? = .loopbackV6,
                      limits: StreamLimits = StreamLimits(),
                      tls: TLSContextHolder? = nil,
+                     io: IOSettings = IOSettings(),
                      settings: (inout TurnSettings) -> Void = { _ in }) throws -> (Server, TransportAddress) {
     var turnSettings = TurnSettings()
     settings(&turnSettings)
@@ -56,7 +57,7 @@ func startTurnServer(allow: [String] = ["127.0.0.0/8", "::1/128"], deny: [String
                             + (tls == nil ? [] : [ListenerSpec(transport: .tls, address: v4)]),
                         workerCount: 2, handlerConfiguration: HandlerConfiguration(software: "Tern test", turn: context),
                         relay: RelayAddresses(ipv4: .loopbackV4, ipv6: relayIPv6, portRange: portRange),
-                        limits: limits, tls: tls, logger: logger)
+                        limits: limits, tls: tls, io: io, logger: logger)
     let bound = try server.start()
     return (server, bound[0].address)
 }

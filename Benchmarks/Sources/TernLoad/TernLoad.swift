@@ -43,13 +43,17 @@ struct TernLoad: ParsableCommand {
         var sessions: [TurnSession] = []
         var rawSockets: [Int32] = []
         var setupSeconds = 0.0
+        var failedAllocations = 0
         let rssBefore = serverPid.flatMap(processRSSKiB)
         switch mode {
         case .turn:
             sessions = (0..<allocations).map { _ in TurnSession(server: serverAddress, username: user, password: password) }
             setupSeconds = setUp(sessions, peer: idle ? nil : sinkAddress)
+            // A server may drop a few set-up requests under the burst (each was retransmitted 4 times):
+            // up to 1% go on without those sessions, and the count is reported.
             let failures = sessions.compactMap(\.failed)
-            if !failures.isEmpty {
+            failedAllocations = failures.count
+            if failures.count * 100 > allocations {
                 print(#"{"error": "\#(failures.count) of \#(allocations) allocations failed: \#(failures[0])"}"#)
                 tearDown(sessions)
                 throw ExitCode(1)
@@ -61,7 +65,7 @@ struct TernLoad: ParsableCommand {
             // Let the server settle, then read its RSS with every allocation idle.
             usleep(1_000_000)
             let rssAfter = serverPid.flatMap(processRSSKiB)
-            var out = #"{"allocations": \#(allocations), "setup_s": \#(fmt(setupSeconds)), "setup_per_s": \#(fmt(Double(allocations) / setupSeconds))"#
+            var out = #"{"allocations": \#(allocations), "failed_allocations": \#(failedAllocations), "setup_s": \#(fmt(setupSeconds)), "setup_per_s": \#(fmt(Double(allocations) / setupSeconds))"#
             if let a = rssBefore, let b = rssAfter {
                 out += #", "rss_before_kib": \#(a), "rss_after_kib": \#(b), "rss_per_allocation_kib": \#(fmt(Double(b - a) / Double(allocations)))"#
             }
@@ -71,7 +75,7 @@ struct TernLoad: ParsableCommand {
         }
 
         // Destinations: each session's socket sends ChannelData to the server; raw sockets send the payload.
-        let sockets = mode == .turn ? sessions.map(\.fd) : rawSockets
+        let sockets = mode == .turn ? sessions.filter { $0.failed == nil }.map(\.fd) : rawSockets
         let total = rate > 0 ? Int(Double(rate) * duration) : Int.max
 
         let receiver = SinkReceiver(fd: sink)
@@ -96,7 +100,7 @@ struct TernLoad: ParsableCommand {
         if let a = cpuStart, let b = cpuEnd, received > 0 {
             out += #", "cpu_s": \#(fmt(b - a)), "cpu_s_per_mpkt": \#(fmt((b - a) / Double(received) * 1e6))"#
         }
-        if mode == .turn { out += #", "setup_per_s": \#(fmt(Double(allocations) / setupSeconds))"# }
+        if mode == .turn { out += #", "setup_per_s": \#(fmt(Double(allocations) / setupSeconds)), "failed_allocations": \#(failedAllocations)"# }
         print(out + "}")
         tearDown(sessions)
         for fd in rawSockets { close(fd) }

@@ -7,7 +7,7 @@ import STUN
 /// Set-up runs in phases over many sessions at once (send to all, then collect), so that the
 /// set-up rate measures the server, not one round trip after another.
 final class TurnSession {
-    let fd: Int32
+    private(set) var fd: Int32
     let server: TransportAddress
     let username: String
     let password: String
@@ -26,6 +26,15 @@ final class TurnSession {
     }
 
     func close() { Glibc.close(fd) }
+
+    /// A fresh client socket (a new 5-tuple): the old port may still name an allocation on the
+    /// server from an earlier case (it answers 437 then).
+    func renew() {
+        Glibc.close(fd)
+        fd = UDP.socket(bindTo: TransportAddress(ip: .loopbackV4, port: 0))
+        UDP.setReceiveTimeout(fd, milliseconds: 250)
+        failed = nil
+    }
 
     private func encode(_ method: Method, _ attributes: [Attribute], authenticated: Bool) -> [UInt8] {
         let id = TransactionID.random()
@@ -69,18 +78,18 @@ final class TurnSession {
 }
 
 /// One request per session, sent to all of them, then the answers collected; sessions without an
-/// answer retransmit (up to 4 times, 250 ms apart, as a UDP client would).
+/// answer retransmit (up to 7 times, 250 ms apart, as a UDP client would).
 func exchange(_ sessions: [TurnSession], send: (TurnSession) -> Void, handle: (TurnSession, Message) -> Void) {
     for s in sessions { send(s) }
     var waiting = sessions
-    for attempt in 0..<5 {
+    for attempt in 0..<8 {
         var still: [TurnSession] = []
         for s in waiting {
             if let m = s.receive() { handle(s, m) } else { still.append(s) }
         }
         waiting = still
         if waiting.isEmpty { return }
-        if attempt < 4 { for s in waiting { s.retransmit() } }
+        if attempt < 7 { for s in waiting { s.retransmit() } }
     }
     for s in waiting { s.failed = s.failed ?? "no response" }
 }
@@ -94,9 +103,15 @@ func setUp(_ sessions: [TurnSession], peer: TransportAddress?) -> Double {
     var i = 0
     while i < sessions.count {
         let batch = Array(sessions[i..<min(i + chunk, sessions.count)])
-        exchange(batch, send: { $0.send(.allocate, [.requestedTransport(protocolNumber: 17)], authenticated: false) }) { s, m in
-            if m.errorCode?.code == 401 { s.learnChallenge(m) } else { s.failed = "no 401 challenge" }
+        var challenge = batch
+        for _ in 0..<3 where !challenge.isEmpty {
+            exchange(challenge, send: { $0.send(.allocate, [.requestedTransport(protocolNumber: 17)], authenticated: false) }) { s, m in
+                if m.errorCode?.code == 401 { s.learnChallenge(m) } else { s.failed = "no 401 challenge (\(m.errorCode?.code ?? 0))" }
+            }
+            challenge = challenge.filter { $0.failed != nil }
+            for s in challenge { s.renew() }
         }
+        for s in challenge { s.failed = "no 401 challenge" }
         exchange(batch.filter { $0.failed == nil }, send: { $0.send(.allocate, [.requestedTransport(protocolNumber: 17), .lifetime(600)]) }) { s, m in
             guard m.type.messageClass == .successResponse else { s.failed = "Allocate: \(m.errorCode?.code ?? 0)"; return }
             for a in m.attributes { if case .xorRelayedAddress(let r) = a { s.relayed = r } }

@@ -13,7 +13,7 @@ extension TernConfig {
     static let peerKeys = ["allow", "deny"]
     static let adminKeys = ["enabled", "address", "port", "token", "perUserMetrics"]
     static let drainKeys = ["timeoutSeconds", "alternateServer"]
-    static let ioKeys = ["eventLoop", "lingerMicroseconds", "receiveBuffer", "sendBuffer", "gso"]
+    static let ioKeys = ["eventLoop", "lingerMicroseconds", "receiveBuffer", "sendBuffer", "relayReceiveBuffer", "relaySendBuffer", "gso"]
     static let logKeys = ["level"]
 
     /// Parses a JSON config document. `source` names it in errors (usually the file path).
@@ -250,6 +250,8 @@ extension TernConfig {
         if let l = obj["lingerMicroseconds"] { io.lingerMicroseconds = try l.integer(in: 0...10_000) }
         if let r = obj["receiveBuffer"] { io.receiveBuffer = try r.integer(in: 0...(256 << 20)) }
         if let w = obj["sendBuffer"] { io.sendBuffer = try w.integer(in: 0...(256 << 20)) }
+        if let r = obj["relayReceiveBuffer"] { io.relayReceiveBuffer = try r.integer(in: 0...(256 << 20)) }
+        if let w = obj["relaySendBuffer"] { io.relaySendBuffer = try w.integer(in: 0...(256 << 20)) }
         if let g = obj["gso"] { io.gso = try g.boolean() }
         return io
     }

@@ -14,9 +14,14 @@ public struct IOSettings: Sendable, Equatable {
     /// one before returning to Dispatch. Waiting in epoll costs one sleep and wake-up; returning costs
     /// a Dispatch firing (about 8 system calls and 3 context switches). 0 returns at once.
     public var lingerMicroseconds = 200
-    /// SO_RCVBUF/SO_SNDBUF for client-facing UDP sockets and relay sockets, bytes; 0 keeps the system default.
-    public var receiveBuffer = 0
+    /// SO_RCVBUF/SO_SNDBUF of the client-facing UDP sockets, bytes (0: the system default). Every
+    /// client's packets queue on these few sockets, so they get room for bursts by default (coturn
+    /// sets 2 MiB on its listeners too); the kernel caps it at net.core.rmem_max unless Tern may force it.
+    public var receiveBuffer = 2 << 20
     public var sendBuffer = 0
+    /// The same for relay sockets (one per allocation, so the system default unless set).
+    public var relayReceiveBuffer = 0
+    public var relaySendBuffer = 0
     /// UDP GSO (UDP_SEGMENT) for runs of equal-size datagrams from one relay to one peer.
     public var gso = true
 

@@ -63,8 +63,8 @@ extension Worker: RelayIO {
             if dontFragment && tern_set_dont_fragment(fd, v6 ? 1 : 0) != 0 {
                 throw SystemError("setsockopt(dont fragment)", errno: errno)
             }
-            if io.receiveBuffer > 0 || io.sendBuffer > 0 {
-                _ = tern_set_buffer_sizes(fd, Int32(clamping: io.receiveBuffer), Int32(clamping: io.sendBuffer))
+            if io.relayReceiveBuffer > 0 || io.relaySendBuffer > 0 {
+                _ = tern_set_buffer_sizes(fd, Int32(clamping: io.relayReceiveBuffer), Int32(clamping: io.relaySendBuffer))
             }
             try Posix.bind(fd, TernSocketAddress(address))
             return .success(fd)

@@ -1,0 +1,60 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import STUN
+import TernCore
+import Testing
+@testable import TernIO
+
+@Suite("Event loops (epoll set and per-socket sources) and batched sends to peers")
+struct EventLoopTests {
+    static let modes: [(IOSettings.EventLoop, Bool)] = [(.epoll, true), (.epoll, false), (.sources, true), (.sources, false)]
+
+    @Test("A burst through one channel arrives complete and in order: equal sizes (one GSO send) and mixed sizes (sendmmsg)",
+          arguments: [0, 1, 2, 3])
+    func burst(mode: Int) throws {
+        var io = IOSettings()
+        io.eventLoop = Self.modes[mode].0
+        io.gso = Self.modes[mode].1
+        let (server, address) = try startTurnServer(io: io)
+        defer { server.stop() }
+        #expect((server.workers[0].poller != nil) == (io.eventLoop == .epoll))
+        let client = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+        let relayed = try #require(relayedAddresses(try client.allocate()).first)
+        let peer = try TestPeer()
+        defer { peer.close() }
+        #expect(try client.request(.channelBind, [.channelNumber(0x4000), .xorPeerAddress(peer.address)]).type.messageClass == .successResponse)
+        // 48 messages back to back: they reach the server as one or a few recvmmsg batches.
+        let sizes = (0..<24).map { _ in 600 } + (0..<24).map { 100 + $0 * 37 }
+        var frames: [UInt8] = []
+        for (i, size) in sizes.enumerated() {
+            var payload = [UInt8](repeating: UInt8(truncatingIfNeeded: i), count: size)
+            payload[0] = UInt8(i)
+            frames = [0x40, 0x00, UInt8(size >> 8), UInt8(size & 0xFF)] + payload
+            client.sendRaw(frames)
+        }
+        var got: [(Int, Int)] = []
+        for _ in sizes.indices {
+            guard let r = peer.receive() else { break }
+            #expect(r.from == relayed)
+            got.append((Int(r.data[0]), r.data.count))
+        }
+        #expect(got.map(\.0) == Array(0..<sizes.count), "lost or reordered: \(got.map(\.0))")
+        #expect(got.map(\.1) == sizes)
+        // And back: peer datagrams reach the client through the same loop.
+        peer.send([9, 9, 9], to: relayed)
+        #expect(client.receiveRelayed()?.data == [9, 9, 9])
+    }
+
+    @Test("Deleting an allocation frees its port at once, even inside a busy epoll firing")
+    func portReuse() throws {
+        let (server, address) = try startTurnServer(portRange: 63100...63100)
+        defer { server.stop() }
+        for _ in 0..<5 {
+            let client = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+            #expect(try client.allocate().type.messageClass == .successResponse)
+            #expect(try client.request(.refresh, [.lifetime(0)]).type.messageClass == .successResponse)
+        }
+        #expect(server.openDescriptors().count == server.bound.count * 2)
+    }
+}
