@@ -93,18 +93,6 @@ final class ServerRunner: @unchecked Sendable {
         return s
     }
 
-    static func ioSettings(_ c: IOConfig) -> IOSettings {
-        var io = IOSettings()
-        io.eventLoop = c.eventLoop == "sources" ? .sources : .epoll
-        io.lingerMicroseconds = c.lingerMicroseconds
-        io.receiveBuffer = c.receiveBuffer
-        io.sendBuffer = c.sendBuffer
-        io.relayReceiveBuffer = c.relayReceiveBuffer
-        io.relaySendBuffer = c.relaySendBuffer
-        io.gso = c.gso
-        return io
-    }
-
     static func listenerSpecs(_ settings: TernConfig, builtInDefault: Bool) -> [ListenerSpec] {
         settings.listeners.map { l -> ListenerSpec in
             let transport: ClientTransport
@@ -155,7 +143,7 @@ final class ServerRunner: @unchecked Sendable {
                                                   portRange: settings.relay.portRange),
                             limits: Self.streamLimits(settings.limits),
                             tls: tlsHolder, dtls: dtlsContext,
-                            io: Self.ioSettings(settings.io),
+                            io: settings.io,
                             logger: logger)
         self.server = server
         // Socket activation: systemd passes listening sockets from fd 3 on (sd_listen_fds(3)).

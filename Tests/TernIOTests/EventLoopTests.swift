@@ -8,12 +8,12 @@ import Testing
 
 @Suite("Event loops (epoll set and per-socket sources) and batched sends to peers")
 struct EventLoopTests {
-    static let modes: [(IOSettings.EventLoop, Bool)] = [(.epoll, true), (.epoll, false), (.sources, true), (.sources, false)]
+    static let modes: [(IOConfig.EventLoop, Bool)] = [(.epoll, true), (.epoll, false), (.sources, true), (.sources, false)]
 
     @Test("A burst through one channel arrives complete and in order: equal sizes (one GSO send) and mixed sizes (sendmmsg)",
           arguments: [0, 1, 2, 3])
     func burst(mode: Int) throws {
-        var io = IOSettings()
+        var io = IOConfig()
         io.eventLoop = Self.modes[mode].0
         io.gso = Self.modes[mode].1
         let (server, address) = try startTurnServer(io: io)

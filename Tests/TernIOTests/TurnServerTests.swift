@@ -45,7 +45,7 @@ func startTurnServer(allow: [String] = ["127.0.0.0/8", "::1/128"], deny: [String
                      relayIPv6: IPAddress? = .loopbackV6,
                      limits: StreamLimits = StreamLimits(),
                      tls: TLSContextHolder? = nil,
-                     io: IOSettings = IOSettings(),
+                     io: IOConfig = IOConfig(),
                      settings: (inout TurnSettings) -> Void = { _ in }) throws -> (Server, TransportAddress) {
     var turnSettings = TurnSettings()
     settings(&turnSettings)

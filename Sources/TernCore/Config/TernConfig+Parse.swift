@@ -243,9 +243,9 @@ extension TernConfig {
         let obj = try n.object(known: ioKeys)
         var io = IOConfig()
         if let e = obj["eventLoop"] {
-            let v = try e.string("\"epoll\" or \"sources\"")
-            guard v == "epoll" || v == "sources" else { throw e.mismatch("\"epoll\" or \"sources\"") }
-            io.eventLoop = v
+            let expected = "\"epoll\" or \"sources\""
+            guard let loop = IOConfig.EventLoop(rawValue: try e.string(expected)) else { throw e.mismatch(expected) }
+            io.eventLoop = loop
         }
         if let l = obj["lingerMicroseconds"] { io.lingerMicroseconds = try l.integer(in: 0...10_000) }
         if let r = obj["receiveBuffer"] { io.receiveBuffer = try r.integer(in: 0...(256 << 20)) }

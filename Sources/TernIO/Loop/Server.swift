@@ -49,7 +49,7 @@ public final class Server: @unchecked Sendable {
     private let handlerConfiguration: HandlerConfiguration
     private let connectionLimiter: ConnectionLimiter
     let relayAddresses: RelayAddresses
-    public let io: IOSettings
+    public let io: IOConfig
     /// The TLS context of `tls` listeners; `reloadTLS` swaps it for new connections.
     public let tls: TLSContextHolder?
     /// The DTLS context of `dtls` listeners at start; `reloadDTLS` gives new associations another.
@@ -66,7 +66,7 @@ public final class Server: @unchecked Sendable {
 
     public init(listeners: [ListenerSpec], workerCount: Int, handlerConfiguration: HandlerConfiguration,
                 relay: RelayAddresses = RelayAddresses(), limits: StreamLimits = StreamLimits(),
-                tls: TLSContextHolder? = nil, dtls: TLSServerContext? = nil, io: IOSettings = IOSettings(),
+                tls: TLSContextHolder? = nil, dtls: TLSServerContext? = nil, io: IOConfig = IOConfig(),
                 logger: Logger) {
         self.tls = tls
         self.dtls = dtls

@@ -37,7 +37,7 @@ public final class Worker: @unchecked Sendable {
     let closing = DispatchGroup()
     /// Replaced by a reload (on this queue); read where a limit applies, never cached.
     var limits: StreamLimits
-    let io: IOSettings
+    let io: IOConfig
     /// The worker's epoll set with the `epoll` event loop (nil with per-socket Dispatch sources).
     var poller: Poller?
     /// Client-to-peer datagrams of the recvmmsg batch being handled, sent together when it is done.
@@ -48,7 +48,7 @@ public final class Worker: @unchecked Sendable {
     let streamResponse: UnsafeMutableRawBufferPointer
 
     init(index: Int, handler: RequestHandler, limits: StreamLimits, relayAddresses: RelayAddresses,
-         connectionLimiter: ConnectionLimiter, io: IOSettings = IOSettings(), logger: Logger) {
+         connectionLimiter: ConnectionLimiter, io: IOConfig = IOConfig(), logger: Logger) {
         self.index = index
         self.connectionLimiter = connectionLimiter
         self.relayAddresses = relayAddresses
