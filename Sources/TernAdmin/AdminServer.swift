@@ -12,14 +12,14 @@ import TernCore
 /// `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /stats`, `GET /allocations?user=&client=`,
 /// `GET /allocations/{id}`, `DELETE /allocations/{id}`, `GET /users/{name}`.
 public final class AdminServer: Sendable {
-    public let settings: AdminSettings
+    public let settings: AdminConfig
     let backend: any AdminBackend
     let exporter = PrometheusExporter()
     let logger: Logger
 
-    /// Refuses a non-loopback address without a token (see `AdminSettings.validate`).
-    public init(settings: AdminSettings, backend: any AdminBackend, logger: Logger) throws(AdminError) {
-        try settings.validate()
+    /// Refuses a non-loopback address without a token (`AdminConfig.missingTokenProblem`).
+    public init(settings: AdminConfig, backend: any AdminBackend, logger: Logger) throws(AdminError) {
+        if let problem = settings.missingTokenProblem { throw AdminError(description: problem) }
         self.settings = settings
         self.backend = backend
         self.logger = logger
@@ -110,6 +110,11 @@ public final class AdminServer: Sendable {
     static func notFound(_ message: String) -> Response {
         json(["error": message], status: .notFound)
     }
+}
+
+public struct AdminError: Error, CustomStringConvertible {
+    public var description: String
+    public init(description: String) { self.description = description }
 }
 
 /// `Authorization: Bearer <admin.token>` on every route; anything else gets 401 and nothing more.

@@ -198,7 +198,7 @@ final class ServerRunner: @unchecked Sendable {
     private func startAdmin(_ server: Server) throws -> Int {
         var adminLogger = Logger(label: "tern.admin")
         adminLogger.logLevel = settings.log.level
-        let admin = try AdminServer(settings: AdminSettings(settings.admin), backend: ServerAdminBackend(server), logger: adminLogger)
+        let admin = try AdminServer(settings: settings.admin, backend: ServerAdminBackend(server), logger: adminLogger)
         let outcome = AdminStartOutcome()
         let app = admin.application { port in outcome.set(.success(port)) }
         Task.detached {

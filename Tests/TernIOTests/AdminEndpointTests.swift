@@ -69,7 +69,7 @@ struct AdminEndpointTests {
     func liveFiguresAndDelete() async throws {
         let (server, address) = try startTurnServer()
         defer { server.stop() }
-        let admin = try AdminServer(settings: AdminSettings(port: 0), backend: ServerAdminBackend(server), logger: quietAdminLogger)
+        let admin = try AdminServer(settings: AdminConfig(port: 0), backend: ServerAdminBackend(server), logger: quietAdminLogger)
         let client = try TurnTestClient(server: address, username: "alice", password: "wonderland")
         let relayed = try #require(relayedAddresses(try client.allocate()).first)
         let peer = try TestPeer()
@@ -169,7 +169,7 @@ struct AdminEndpointTests {
     func perUserMetrics() async throws {
         let (server, address) = try startTurnServer()
         defer { server.stop() }
-        let admin = try AdminServer(settings: AdminSettings(port: 0, perUserMetrics: true), backend: ServerAdminBackend(server),
+        let admin = try AdminServer(settings: AdminConfig(port: 0, perUserMetrics: true), backend: ServerAdminBackend(server),
                                     logger: quietAdminLogger)
         let client = try TurnTestClient(server: address, username: "bob", password: "builder")
         _ = try client.allocate()
@@ -190,7 +190,7 @@ struct AdminEndpointTests {
     func bearerToken() async throws {
         let (server, _) = try startTurnServer()
         defer { server.stop() }
-        let admin = try AdminServer(settings: AdminSettings(port: 0, token: "correct-horse"), backend: ServerAdminBackend(server),
+        let admin = try AdminServer(settings: AdminConfig(port: 0, token: "correct-horse"), backend: ServerAdminBackend(server),
                                     logger: quietAdminLogger)
         try await admin.application().test(.live) { http in
             for path in ["/healthz", "/readyz", "/metrics", "/stats", "/allocations", "/allocations/1", "/users/alice"] {
@@ -212,7 +212,7 @@ struct AdminEndpointTests {
         let (server, _) = try startTurnServer()
         defer { server.stop() }
         for address in ["0.0.0.0", "192.0.2.1", "::", "2001:db8::1"] {
-            let settings = AdminSettings(address: IPAddress(address)!, port: 0)
+            let settings = AdminConfig(address: IPAddress(address)!, port: 0)
             #expect(throws: AdminError.self) {
                 _ = try AdminServer(settings: settings, backend: ServerAdminBackend(server), logger: quietAdminLogger)
             }
@@ -222,11 +222,11 @@ struct AdminEndpointTests {
                 #expect(error.description.contains("needs admin.token"))
             }
             // With a token any address is allowed.
-            _ = try AdminServer(settings: AdminSettings(address: IPAddress(address)!, port: 0, token: "t"),
+            _ = try AdminServer(settings: AdminConfig(address: IPAddress(address)!, port: 0, token: "t"),
                                 backend: ServerAdminBackend(server), logger: quietAdminLogger)
         }
         for address in ["127.0.0.1", "127.0.0.53", "::1"] {
-            _ = try AdminServer(settings: AdminSettings(address: IPAddress(address)!, port: 0), backend: ServerAdminBackend(server),
+            _ = try AdminServer(settings: AdminConfig(address: IPAddress(address)!, port: 0), backend: ServerAdminBackend(server),
                                 logger: quietAdminLogger)
         }
     }

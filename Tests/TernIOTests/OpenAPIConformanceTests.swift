@@ -90,7 +90,7 @@ struct OpenAPIConformanceTests {
         _ = try client.request(.channelBind, [.channelNumber(0x4000), .xorPeerAddress(peer.address)])
         #expect(relayThroughChannel(client, peer: peer, count: 2) == 2)
         let id = try #require(server.allocationInfos(user: nil, client: nil).first?.id)
-        let admin = try AdminServer(settings: AdminSettings(port: 0, perUserMetrics: true), backend: ServerAdminBackend(server),
+        let admin = try AdminServer(settings: AdminConfig(port: 0, perUserMetrics: true), backend: ServerAdminBackend(server),
                                     logger: quietAdminLogger)
 
         try await admin.application().test(.router) { http in

@@ -20,6 +20,13 @@ public struct AdminConfig: Sendable, Equatable {
         self.token = token
         self.perUserMetrics = perUserMetrics
     }
+
+    /// An endpoint that can end allocations is not opened to the network without a token: the
+    /// reason this address may not be used, or nil. Checked by the config parser and by the endpoint.
+    public var missingTokenProblem: String? {
+        guard token == nil && !address.isLoopback else { return nil }
+        return "admin endpoint on \(address) needs admin.token: without a token it only binds to 127.0.0.1 or ::1"
+    }
 }
 
 /// Shutdown behaviour (SIGTERM): stop taking allocations, let the live ones finish.

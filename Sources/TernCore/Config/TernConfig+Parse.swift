@@ -86,10 +86,8 @@ extension TernConfig {
         if let n = obj["drain"] { config.drain = try parseDrain(n) }
         if let n = obj["io"] { config.io = try parseIO(n) }
         // An endpoint that can end allocations is not opened to the network without a token.
-        if config.admin.enabled && config.admin.token == nil && !config.admin.address.isLoopback {
-            throw ConfigError(path: "admin.token",
-                              message: "required when admin.address (\(config.admin.address)) is not loopback: without a token the admin endpoint only binds to 127.0.0.1 or ::1",
-                              source: root.source)
+        if config.admin.enabled, let problem = config.admin.missingTokenProblem {
+            throw ConfigError(path: "admin.token", message: problem, source: root.source)
         }
         // A tls or dtls listener needs a certificate and key.
         if let i = config.listeners.firstIndex(where: { $0.transport == .tls || $0.transport == .dtls }) {
