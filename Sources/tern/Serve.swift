@@ -54,7 +54,12 @@ final class ServerRunner: @unchecked Sendable {
     private var server: Server!
     private var tlsHolder: TLSContextHolder?
     private var dtlsEnabled = false
-    private var summary = ""
+    /// "admin http://127.0.0.1:8478" or "admin off", set once the endpoint is up.
+    private var adminLine = "admin off"
+    /// The one-line summary in systemd's STATUS=, from what is bound now (reloads change it).
+    private var summary: String {
+        "\(server.bound.count) listeners (\(server.bound.map(\.description).joined(separator: ", "))), \(server.workers.count) workers, \(adminLine)"
+    }
     private var drainStarted: Date?
     private var drainTimer: DispatchSourceTimer?
 
@@ -158,7 +163,6 @@ final class ServerRunner: @unchecked Sendable {
             logger.critical("start failed", metadata: ["error": "\(error)"])
             throw ExitCode(1)
         }
-        var adminLine = "admin off"
         if settings.admin.enabled {
             do {
                 let port = try startAdmin(server)
@@ -169,7 +173,6 @@ final class ServerRunner: @unchecked Sendable {
                 throw ExitCode(1)
             }
         }
-        summary = "\(bound.count) listeners (\(bound.map(\.description).joined(separator: ", "))), \(workerCount) workers, \(adminLine)"
         systemd.ready(status: "serving: \(summary)")
         systemd.startWatchdog()
         logger.info("tern listening", metadata: [
@@ -268,8 +271,6 @@ final class ServerRunner: @unchecked Sendable {
         for (key, changed) in restartOnly where changed {
             logger.warning("reload: \(key) changed; it takes effect at the next restart", metadata: ["key": "\(key)"])
         }
-        summary = "\(server.bound.count) listeners (\(server.bound.map(\.description).joined(separator: ", "))), \(server.workers.count) workers"
-            + (settings.admin.enabled ? ", admin on" : ", admin off")
     }
 
     // MARK: Drain and stop (SIGTERM, SIGINT)
@@ -285,14 +286,14 @@ final class ServerRunner: @unchecked Sendable {
         drainStarted = Date()
         systemd.stopping()
         server.startDraining(DrainMode(alternateServer: settings.drain.alternateServer))
-        let live = server.snapshot(perUser: false).allocations.active
+        let live = server.allocationCount
         logger.info("draining", metadata: ["signal": "\(name)", "allocations": "\(live)",
                                            "timeoutSeconds": "\(settings.drain.timeoutSeconds)"])
         if live == 0 || settings.drain.timeoutSeconds == 0 { stop() }
         let timer = DispatchSource.makeTimerSource(queue: control)
         timer.schedule(deadline: .now() + .milliseconds(250), repeating: .milliseconds(250))
         timer.setEventHandler { [unowned self] in
-            let left = self.server.withHandlers { $0.allocations.count }.reduce(0, +)
+            let left = self.server.allocationCount
             let elapsed = Date().timeIntervalSince(self.drainStarted ?? Date())
             if left == 0 {
                 self.logger.info("drained: no allocations left")

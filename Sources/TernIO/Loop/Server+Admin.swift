@@ -45,6 +45,9 @@ extension Server {
         return s
     }
 
+    /// Live allocations on every worker.
+    public var allocationCount: Int { withHandlers { $0.allocations.count }.reduce(0, +) }
+
     /// Listeners bound and not draining.
     public var isReady: Bool { !bound.isEmpty && !draining }
 
