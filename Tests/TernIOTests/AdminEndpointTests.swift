@@ -70,11 +70,9 @@ struct AdminEndpointTests {
         let (server, address) = try startTurnServer()
         defer { server.stop() }
         let admin = try AdminServer(settings: AdminConfig(port: 0), backend: ServerAdminBackend(server), logger: quietAdminLogger)
-        let client = try TurnTestClient(server: address, username: "alice", password: "wonderland")
-        let relayed = try #require(relayedAddresses(try client.allocate()).first)
-        let peer = try TestPeer()
+        let session = try ChannelSession(server: address)
+        let (client, peer, relayed) = (session.client, session.peer, session.relayed)
         defer { peer.close() }
-        #expect(try client.request(.channelBind, [.channelNumber(0x4000), .xorPeerAddress(peer.address)]).type.messageClass == .successResponse)
         #expect(relayThroughChannel(client, peer: peer, count: 5) == 5)
 
         try await admin.application().test(.router) { http in
@@ -171,11 +169,9 @@ struct AdminEndpointTests {
         defer { server.stop() }
         let admin = try AdminServer(settings: AdminConfig(port: 0, perUserMetrics: true), backend: ServerAdminBackend(server),
                                     logger: quietAdminLogger)
-        let client = try TurnTestClient(server: address, username: "bob", password: "builder")
-        _ = try client.allocate()
-        let peer = try TestPeer()
+        let session = try ChannelSession(server: address, username: "bob", password: "builder")
+        let (client, peer) = (session.client, session.peer)
         defer { peer.close() }
-        _ = try client.request(.channelBind, [.channelNumber(0x4000), .xorPeerAddress(peer.address)])
         #expect(relayThroughChannel(client, peer: peer, count: 4, size: 50) == 4)
         try await admin.application().test(.router) { http in
             let samples = prometheusSamples(try await adminRequest(http, "/metrics").text)

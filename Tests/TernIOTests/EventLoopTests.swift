@@ -19,11 +19,9 @@ struct EventLoopTests {
         let (server, address) = try startTurnServer(io: io)
         defer { server.stop() }
         #expect((server.workers[0].poller != nil) == (io.eventLoop == .epoll))
-        let client = try TurnTestClient(server: address, username: "alice", password: "wonderland")
-        let relayed = try #require(relayedAddresses(try client.allocate()).first)
-        let peer = try TestPeer()
+        let session = try ChannelSession(server: address)
+        let (client, peer, relayed) = (session.client, session.peer, session.relayed)
         defer { peer.close() }
-        #expect(try client.request(.channelBind, [.channelNumber(0x4000), .xorPeerAddress(peer.address)]).type.messageClass == .successResponse)
         // 48 messages back to back: they reach the server as one or a few recvmmsg batches.
         let sizes = (0..<24).map { _ in 600 } + (0..<24).map { 100 + $0 * 37 }
         var frames: [UInt8] = []

@@ -83,11 +83,9 @@ struct OpenAPIConformanceTests {
 
         let (server, address) = try startTurnServer()
         defer { server.stop() }
-        let client = try TurnTestClient(server: address, username: "alice", password: "wonderland")
-        _ = try client.allocate()
-        let peer = try TestPeer()
+        let session = try ChannelSession(server: address)
+        let (client, peer) = (session.client, session.peer)
         defer { peer.close() }
-        _ = try client.request(.channelBind, [.channelNumber(0x4000), .xorPeerAddress(peer.address)])
         #expect(relayThroughChannel(client, peer: peer, count: 2) == 2)
         let id = try #require(server.allocationInfos(user: nil, client: nil).first?.id)
         let admin = try AdminServer(settings: AdminConfig(port: 0, perUserMetrics: true), backend: ServerAdminBackend(server),

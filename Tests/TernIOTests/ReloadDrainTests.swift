@@ -9,11 +9,9 @@ struct ReloadDrainTests {
     @Test("Reload adds a user and a new secret and swaps the peer policy while an allocation keeps relaying without loss")
     func reloadCredentialsWhileRelaying() throws {
         try withTurnServer { server, address in
-            let alice = try TurnTestClient(server: address, username: "alice", password: "wonderland")
-            _ = try alice.allocate()
-            let peer = try TestPeer()
+            let session = try ChannelSession(server: address)
+            let (alice, peer) = (session.client, session.peer)
             defer { peer.close() }
-            _ = try alice.request(.channelBind, [.channelNumber(0x4000), .xorPeerAddress(peer.address)])
             #expect(relayThroughChannel(alice, peer: peer, count: 20) == 20)
 
             let expiry = UInt64(Date().timeIntervalSince1970) + 3600
@@ -50,11 +48,9 @@ struct ReloadDrainTests {
     @Test("Reload binds a new listener and closes a removed one; a port that cannot be bound changes nothing")
     func reloadListeners() throws {
         try withTurnServer { server, address in
-            let alice = try TurnTestClient(server: address, username: "alice", password: "wonderland")
-            _ = try alice.allocate()
-            let peer = try TestPeer()
+            let session = try ChannelSession(server: address)
+            let (alice, peer) = (session.client, session.peer)
             defer { peer.close() }
-            _ = try alice.request(.channelBind, [.channelNumber(0x4000), .xorPeerAddress(peer.address)])
             let before = server.bound
             // Keep every listener as configured, add a UDP one on 127.0.0.2 (port 0: the kernel picks).
             let current = server.configuredListeners
@@ -88,11 +84,9 @@ struct ReloadDrainTests {
     @Test("Draining: Allocate gets 508, or 300 with ALTERNATE-SERVER; the live allocation keeps relaying")
     func drain() throws {
         try withTurnServer { server, address in
-            let alice = try TurnTestClient(server: address, username: "alice", password: "wonderland")
-            _ = try alice.allocate()
-            let peer = try TestPeer()
+            let session = try ChannelSession(server: address)
+            let (alice, peer) = (session.client, session.peer)
             defer { peer.close() }
-            _ = try alice.request(.channelBind, [.channelNumber(0x4000), .xorPeerAddress(peer.address)])
             #expect(server.isReady)
             server.startDraining(DrainMode())
             #expect(!server.isReady)

@@ -184,3 +184,25 @@ struct TestPeer {
     func close() { Glibc.close(fd) }
 }
 
+
+/// A client with an allocation and channel 0x4000 bound to a peer socket of its own: the set-up of
+/// every test that relays. Throws when the Allocate or the ChannelBind does not succeed. The caller
+/// closes `peer`.
+struct ChannelSession {
+    let client: TurnTestClient
+    let peer: TestPeer
+    let relayed: TransportAddress
+
+    init(server: TransportAddress, username: String = "alice", password: String = "wonderland") throws {
+        client = try TurnTestClient(server: server, username: username, password: password)
+        let allocated = try client.allocate()
+        guard let relayed = relayedAddresses(allocated).first else { throw TestFailure("Allocate failed: \(allocated)") }
+        self.relayed = relayed
+        peer = try TestPeer()
+        let bound = try client.request(.channelBind, [.channelNumber(0x4000), .xorPeerAddress(peer.address)])
+        guard bound.type.messageClass == .successResponse else {
+            peer.close()
+            throw TestFailure("ChannelBind failed: \(bound)")
+        }
+    }
+}
