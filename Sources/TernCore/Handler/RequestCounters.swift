@@ -4,13 +4,9 @@ import STUN
 /// allocation per request). The result is read back from the response just written: its class, and
 /// for error responses the ERROR-CODE, which this server always writes as the first attribute.
 public struct RequestCounters: Sendable, Equatable {
-    /// Methods with their own row; anything else counts as "other".
-    public static let methods: [(Method, String)] = [
-        (.binding, "binding"), (.allocate, "allocate"), (.refresh, "refresh"),
-        (.createPermission, "create_permission"), (.channelBind, "channel_bind"),
-        (.connect, "connect"), (.connectionBind, "connection_bind"),
-    ]
-    public static let methodLabels = methods.map(\.1) + ["other"]
+    /// Row labels, in the order of `row(_:)`: methods with their own row, then "other".
+    public static let methodLabels = ["binding", "allocate", "refresh", "create_permission", "channel_bind",
+                                      "connect", "connection_bind", "other"]
     /// Error codes this server sends (RFC 8489 section 14.8, RFC 8656 section 19, RFC 6062 section 6.3).
     public static let codes: [Int] = [300, 400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 446, 447, 486, 500, 508]
     /// Result columns: "success", each code, then "other".

@@ -6,10 +6,10 @@ import STUN
 /// allocation counts (for 486), and EVEN-PORT reservations, whose redeeming Allocate comes from
 /// another 5-tuple and so may land on another worker.
 public final class SharedTurnState: @unchecked Sendable {
-    fileprivate let lock = NSLock()
+    private let lock = NSLock()
     private var nextID: UInt64 = 1
     private var perUser: [String: Int] = [:]
-    fileprivate var reservations: [UInt64: (reserved: OpenedRelay.Reserved, expiry: UInt64)] = [:]
+    private var reservations: [UInt64: (reserved: OpenedRelay.Reserved, expiry: UInt64)] = [:]
 
     /// RFC 6062 peer data connections by CONNECTION-ID: which worker owns each, for whom, and
     /// whether a client data connection has claimed it. ConnectionBind arrives on a new client
@@ -101,6 +101,12 @@ public final class SharedTurnState: @unchecked Sendable {
         return reservations.removeValue(forKey: token)?.reserved
     }
 
+    /// EVEN-PORT reservations held now (their sockets count as relay ports in use).
+    public var reservationCount: Int {
+        lock.lock(); defer { lock.unlock() }
+        return reservations.count
+    }
+
     /// Removes and returns reservations whose time is up; the caller closes their sockets.
     func expiredReservations(now: UInt64) -> [OpenedRelay.Reserved] {
         lock.lock(); defer { lock.unlock() }
@@ -118,13 +124,5 @@ public final class SharedTurnState: @unchecked Sendable {
         let out = reservations.values.map(\.reserved)
         reservations.removeAll()
         return out
-    }
-}
-
-extension SharedTurnState {
-    /// EVEN-PORT reservations held now (their sockets count as relay ports in use).
-    public var reservationCount: Int {
-        lock.lock(); defer { lock.unlock() }
-        return reservations.count
     }
 }

@@ -16,7 +16,8 @@ extension Server {
                 w.handler.addFigures(to: &s, perUser: perUser)
                 var f = WorkerFigures(index: w.index)
                 f.allocations = w.handler.allocations.count
-                f.connections = w.connections.count + w.dtlsEndpoints.reduce(0) { $0 + $1.clientCount }
+                let dtlsClients = w.dtlsEndpoints.reduce(0) { $0 + $1.clientCount }
+                f.connections = w.connections.count + dtlsClients
                 f.relaySockets = w.relays.count + w.tcpRelays.count
                 f.datagramsReceived = w.stats.datagramsReceived
                 f.datagramsSent = w.stats.datagramsSent
@@ -29,7 +30,7 @@ extension Server {
                 for c in w.connections.values {
                     s.connections[c.transport == .tls ? "tls" : "tcp", default: 0] += 1
                 }
-                s.connections["dtls", default: 0] += w.dtlsEndpoints.reduce(0) { $0 + $1.clientCount }
+                s.connections["dtls", default: 0] += dtlsClients
                 let io = w.stats
                 for (label, n) in [("oversized", io.oversizedDropped), ("send_failed", io.sendDropped),
                                    ("queue_full", io.streamRelayDropped)] {
