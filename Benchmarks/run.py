@@ -65,7 +65,10 @@ def start_tern(tmp):
         "relay": {"ipv4": "127.0.0.1", "portRange": list(RELAY_RANGE)},
         "auth": {"users": {"bench": "bench"}},
         "peers": {"allow": ["127.0.0.0/8"]},
-        "limits": {"allocationsPerUser": 100000, "maxLifetime": 3600},
+        # coturn runs with its quotas off (--user-quota 0 --total-quota 0): Tern's abuse limits are off too.
+        "limits": {"allocationsPerUser": 100000, "allocationsPerIP": 100000, "allocationsTotal": 100000,
+                   "allocationRatePerIP": 1000000, "unauthenticatedRatePerIP": 1000000,
+                   "bandwidthPerAllocation": 0, "bandwidthPerUser": 0, "maxLifetime": 3600},
         "admin": {"enabled": False},
         "log": {"level": "warning"},
         "drain": {"timeoutSeconds": 0},
@@ -95,7 +98,7 @@ def start_forwarder(sink_port):
 def load(server, *, mode="turn", allocations=1, size=100, rate=50000, idle=False, sink_port=0):
     argv = ["taskset", "-c", LOAD_CPU, LOAD, "--server", f"127.0.0.1:{PORT}", "--mode", mode,
             "--allocations", str(allocations), "--size", str(size), "--rate", str(rate),
-            "--duration", str(DURATION), "--server-pid", str(server.pid), "--sink-port", str(sink_port)]
+            "--duration", str(DURATION), "--server-pid", str(server.pid), "--sink-port", str(sink_port), "--gso"]
     if idle:
         argv.append("--idle")
     out = subprocess.run(argv, capture_output=True, text=True, timeout=300)
@@ -144,7 +147,14 @@ def main():
                 for size in sizes:
                     for k in fixed_allocations:
                         key = f"fixed_{size}_{k}"
-                        r[key] = load(server, allocations=k, size=size, rate=50000)
+                        if (size, k) == (100, 100):
+                            # The latency target's case: p50 moves by 20-40 us between runs here, so it
+                            # runs three times and the run with the median p50 is reported.
+                            runs = sorted((load(server, allocations=k, size=size, rate=50000) for _ in range(3)),
+                                          key=lambda x: x["p50_us"])
+                            r[key] = dict(runs[1], p50_runs=[x["p50_us"] for x in runs])
+                        else:
+                            r[key] = load(server, allocations=k, size=size, rate=50000)
                         log(f"  {key}: {r[key]}")
                     r[f"lossfree_{size}"] = loss_free_rate(server, size=size, allocations=100)
                     log(f"  lossfree_{size}: {r[f'lossfree_{size}']}")
@@ -190,6 +200,7 @@ def ratio(a, b, invert=False):
 def write_report(results):
     t, c, f = results["tern"], results["coturn"], results["forwarder"]
     g = lambda d, k, m: (d.get(k) or {}).get(m)
+    bound = lambda d, size: " (generator-bound)" if g(d, f"lossfree_{size}", "generator_limited") else ""
     machine = f"{platform.node()}, {os.cpu_count()} vCPU, {platform.processor() or platform.machine()}, Linux {platform.release()}"
     try:
         with open("/proc/cpuinfo") as ci:
@@ -215,7 +226,7 @@ def write_report(results):
     ]
     for size in (100, 1200):
         lt, lc = g(t, f"lossfree_{size}", "relayed_pps"), g(c, f"lossfree_{size}", "relayed_pps")
-        lines.append(f"| Highest loss-free rate, {size} B, 100 allocations (pkt/s) | {fmt(lt)} | {fmt(lc)} | {ratio(lt, lc)} | >= 1.5x |")
+        lines.append(f"| Highest loss-free rate, {size} B, 100 allocations (pkt/s) | {fmt(lt)}{bound(t, size)} | {fmt(lc)}{bound(c, size)} | {ratio(lt, lc)} | >= 1.5x |")
     for size in (100, 1200):
         ct, cc = g(t, f"fixed_{size}_100", "cpu_s_per_mpkt"), g(c, f"fixed_{size}_100", "cpu_s_per_mpkt")
         lines.append(f"| CPU per relayed packet at 50k pkt/s, {size} B, 100 allocations (us) | {fmt(ct, 2)} | {fmt(cc, 2)} | {ratio(ct, cc)} | <= 1.0x |")
@@ -224,17 +235,20 @@ def write_report(results):
     rt, rc = g(t, "idle", "rss_per_allocation_kib"), g(c, "idle", "rss_per_allocation_kib")
     lines.append(f"| RSS per idle allocation at {g(t, 'idle', 'allocations') or '-'} allocations (KiB) | {fmt(rt, 2)} | {fmt(rc, 2)} | {ratio(rt, rc)} | <= 4 KiB |")
     pt, pc = g(t, "fixed_100_100", "p50_us"), g(c, "fixed_100_100", "p50_us")
-    lines.append(f"| Latency p50 at 50k pkt/s, 100 B, 100 allocations (us) | {fmt(pt)} | {fmt(pc)} | {ratio(pt, pc)} | <= 1.0x |")
+    runs = lambda d: "" if not g(d, "fixed_100_100", "p50_runs") else " (runs: " + ", ".join(fmt(x) for x in g(d, "fixed_100_100", "p50_runs")) + ")"
+    lines.append(f"| Latency p50 at 50k pkt/s, 100 B, 100 allocations, median of 3 runs (us) | {fmt(pt)}{runs(t)} | {fmt(pc)}{runs(c)} | {ratio(pt, pc)} | <= 1.0x |")
     for size in (100, 1200):
         lt, lf = g(t, f"lossfree_{size}", "relayed_pps"), g(f, f"lossfree_{size}", "relayed_pps")
         share = "-" if not lt or not lf else f"{100 * lt / lf:.0f}%"
-        lines.append(f"| Share of the bare forwarder's loss-free rate, {size} B | {fmt(lt)} | forwarder {fmt(lf)} | {share} | >= 85% |")
+        lines.append(f"| Share of the bare forwarder's loss-free rate, {size} B | {fmt(lt)}{bound(t, size)} | forwarder {fmt(lf)}{bound(f, size)} | {share} | >= 85% |")
     ut, uc = g(t, "idle", "setup_per_s"), g(c, "idle", "setup_per_s")
     lines.append(f"| Allocations set up per second (Allocate with auth, in batches of 256) | {fmt(ut)} | {fmt(uc)} | {ratio(ut, uc)} | |")
     gen = max((r.get("sent", 0) / r["send_s"]) for d in (t, c, f) for k, r in d.items() if r and "send_s" in r)
-    lines += ["", f"The generator's own ceiling on this machine (its fastest send rate in any case) was {gen:,.0f} messages/s: "
-              "a loss-free rate near it is bounded by the generator, not by the server (on 2 vCPUs the generator's core pays the "
-              "kernel's loopback delivery into the server's socket, as the server's core pays it into the sink's)."]
+    lines += ["", f"The generator's own ceiling on this machine (its fastest send rate in any case) was {gen:,.0f} messages/s. "
+              "It sends each burst of up to 8 messages to one socket as one UDP GSO send, so that its core stays ahead of the "
+              "server's (on 2 vCPUs the sender's core pays the kernel's loopback delivery into the receiving socket); the server "
+              "still receives one datagram per message. The bare forwarder is the plain recvmmsg -> sendmmsg loop the issue "
+              "describes, without GSO on its sends: Tern's GSO sends (equal-size runs to one peer) can take it past that ceiling."]
     lines += ["", "## Every case", "",
               "| Server | Case | Offered pkt/s | Relayed pkt/s | Loss | p50 us | p99 us | p99.9 us | CPU s / M pkt |",
               "|---|---|---|---|---|---|---|---|---|"]
@@ -245,7 +259,7 @@ def write_report(results):
             offered = "max" if r.get("offered_pps") == 0 else fmt(r.get("offered_pps"))
             lines.append(f"| {label} | {key} ({r.get('allocations')} alloc, {r.get('size')} B) | {offered} | {fmt(r.get('relayed_pps'))} | "
                          f"{100 * r.get('loss', 0):.3f}% | {fmt(r.get('p50_us'))} | {fmt(r.get('p99_us'))} | {fmt(r.get('p999_us'))} | {fmt(r.get('cpu_s_per_mpkt'), 2)} |")
-    with open(os.path.join(ROOT, "BENCHMARKS.md.new"), "w") as out:
+    with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as out:
         out.write("\n".join(lines) + "\n")
     print("\n".join(lines[9:22]))
 

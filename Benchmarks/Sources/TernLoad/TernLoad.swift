@@ -27,6 +27,7 @@ struct TernLoad: ParsableCommand {
     @Option var password: String = "bench"
     @Option(help: "Server process id: CPU time and RSS are read from /proc.") var serverPid: Int32?
     @Option(help: "Sink port (raw mode: where the forwarder sends).") var sinkPort: UInt16 = 0
+    @Flag(help: "Send each burst of messages to one socket as one UDP GSO send (cheaper for the generator).") var gso = false
     @Flag(help: "Only set up the allocations and report RSS per allocation (no traffic).") var idle = false
 
     mutating func run() throws {
@@ -81,7 +82,7 @@ struct TernLoad: ParsableCommand {
         let receiver = SinkReceiver(fd: sink)
         let thread = receiver.start()
 
-        let sender = PacedSender(sockets: sockets, destination: serverAddress, payloadSize: size, channelHeader: mode == .turn)
+        let sender = PacedSender(sockets: sockets, destination: serverAddress, payloadSize: size, channelHeader: mode == .turn, gso: gso)
         let cpuStart = serverPid.flatMap(processCPUSeconds)
         let t0 = monotonicNanos()
         let sent = sender.run(rate: rate, total: total, seconds: duration)

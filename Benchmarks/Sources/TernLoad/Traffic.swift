@@ -11,6 +11,10 @@ final class PacedSender {
     let sockets: [Int32]
     let payloadSize: Int
     let channelHeader: Bool
+    /// Each burst to one socket leaves as one UDP GSO send (`UDP_SEGMENT`): the kernel walks its
+    /// send path once per burst, which keeps the generator's core ahead of the server's. On loopback
+    /// the receiving socket still gets one datagram per message.
+    let gso: Bool
     let batch = 16
     private let messages: UnsafeMutablePointer<tern_mmsghdr>
     private let iovecs: UnsafeMutablePointer<iovec>
@@ -18,8 +22,9 @@ final class PacedSender {
     private let slot: Int
     private let destination: UnsafeMutablePointer<sockaddr_in>
 
-    init(sockets: [Int32], destination: TransportAddress, payloadSize: Int, channelHeader: Bool) {
+    init(sockets: [Int32], destination: TransportAddress, payloadSize: Int, channelHeader: Bool, gso: Bool) {
         self.sockets = sockets
+        self.gso = gso
         self.payloadSize = payloadSize
         self.channelHeader = channelHeader
         self.destination = .allocate(capacity: 1)
@@ -89,8 +94,14 @@ final class PacedSender {
             }
             let fd = sockets[socketIndex]
             socketIndex = socketIndex + 1 == sockets.count ? 0 : socketIndex + 1
-            let r = tern_sendmmsg(fd, messages, UInt32(n), 0)
-            if r > 0 { sent += Int(r) }
+            if gso && n > 1 {
+                let r = tern_send_gso(fd, iovecs, Int32(n), messages[0].msg_hdr.msg_name.assumingMemoryBound(to: sockaddr.self),
+                                      socklen_t(MemoryLayout<sockaddr_in>.size), UInt16(iovecs[0].iov_len))
+                if r > 0 { sent += n }
+            } else {
+                let r = tern_sendmmsg(fd, messages, UInt32(n), 0)
+                if r > 0 { sent += Int(r) }
+            }
         }
         return sent
     }
