@@ -61,6 +61,9 @@ public final class PrometheusExporter: @unchecked Sendable {
         for (reason, n) in s.dropped {
             counter("tern_dropped_total", "Datagrams and messages dropped, by reason", [("reason", reason)], n)
         }
+        for (limit, n) in s.limited {
+            counter("tern_limited_total", "Requests, connections and datagrams stopped by a limit, by limit", [("limit", limit)], n)
+        }
         for (transport, n) in s.connections {
             gauge("tern_connections_active", "Open client connections, by transport", [("transport", transport)], Double(n))
         }

@@ -78,7 +78,14 @@ final class ServerRunner: @unchecked Sendable {
         turn.externalIPv4 = settings.relay.externalIPv4
         turn.externalIPv6 = settings.relay.externalIPv6
         turn.maxLifetime = UInt32(settings.limits.maxLifetime)
-        turn.maxAllocationsPerUser = settings.limits.allocationsPerUser
+        turn.defaultLifetime = UInt32(settings.limits.defaultLifetime)
+        turn.allocationLimits.perUser = settings.limits.allocationsPerUser
+        turn.allocationLimits.perIP = settings.limits.allocationsPerIP
+        turn.allocationLimits.total = settings.limits.allocationsTotal
+        turn.allocationLimits.ratePerIP = settings.limits.allocationRatePerIP
+        turn.bandwidthPerAllocation = settings.limits.bandwidthPerAllocation
+        turn.bandwidthPerUser = settings.limits.bandwidthPerUser
+        turn.unauthenticatedRatePerIP = settings.limits.unauthenticatedRatePerIP
         turn.maxPermissionsPerAllocation = settings.limits.permissionsPerAllocation
         turn.maxChannelsPerAllocation = settings.limits.channelsPerAllocation
         return TurnContext(
@@ -94,6 +101,7 @@ final class ServerRunner: @unchecked Sendable {
         var s = StreamLimits()
         s.idleTimeout = UInt64(limits.streamIdleTimeout)
         s.connectionsPerIP = limits.connectionsPerIP
+        s.handshakesInFlight = limits.handshakesInFlight
         s.maxQueuedBytes = limits.streamQueueBytes
         return s
     }

@@ -409,12 +409,26 @@ struct ConfigLimitsTests {
         #expect(c.limits.allocationsPerUser == 3)
         #expect(c.limits.permissionsPerAllocation == 10)
         #expect(c.limits.channelsPerAllocation == 5)
+        let abuse = try parse(#"{"limits": {"defaultLifetime": 30, "allocationsPerIP": 4, "allocationsTotal": 9, "allocationRatePerIP": 2, "bandwidthPerAllocation": 0, "bandwidthPerUser": 5000, "unauthenticatedRatePerIP": 7, "handshakesInFlight": 8}}"#).limits
+        #expect(abuse.defaultLifetime == 30)
+        #expect(abuse.allocationsPerIP == 4)
+        #expect(abuse.allocationsTotal == 9)
+        #expect(abuse.allocationRatePerIP == 2)
+        #expect(abuse.bandwidthPerAllocation == 0)
+        #expect(abuse.bandwidthPerUser == 5000)
+        #expect(abuse.unauthenticatedRatePerIP == 7)
+        #expect(abuse.handshakesInFlight == 8)
+        // Every abuse limit is on by default.
+        let d = LimitsConfig()
+        #expect(d.allocationsPerIP > 0 && d.allocationRatePerIP > 0 && d.bandwidthPerAllocation > 0 && d.bandwidthPerUser > 0)
     }
 
     @Test func errorsNameTheKey() {
         #expect(parseError(#"{"limits": {"maxLifetime": 10}}"#)?.path == "limits.maxLifetime")
         #expect(parseError(#"{"limits": {"allocationsPerUser": "many"}}"#)?.path == "limits.allocationsPerUser")
         #expect(parseError(#"{"limits": {"bandwidth": 1}}"#)?.path == "limits.bandwidth")
+        #expect(parseError(#"{"limits": {"unauthenticatedRatePerIP": 0}}"#)?.path == "limits.unauthenticatedRatePerIP")
+        #expect(parseError(#"{"limits": {"bandwidthPerUser": -1}}"#)?.path == "limits.bandwidthPerUser")
     }
 }
 

@@ -26,7 +26,8 @@ struct RequestHandlerTests {
         guard case .reply = result else { Issue.record("no reply: \(result)"); return }
         let m = try Message.decode(reply)
         #expect(m.transactionID == id)
-        #expect(m.attributes.map(\.type) == [.xorMappedAddress, .software, .fingerprint])
+        // No SOFTWARE in replies to unauthenticated requests (they must stay small).
+        #expect(m.attributes.map(\.type) == [.xorMappedAddress, .fingerprint])
         #expect(m.first(.xorMappedAddress) == .xorMappedAddress(context.client))
         #expect(handler.stats.bindingSuccesses == 1)
     }
@@ -66,7 +67,7 @@ struct RequestHandlerTests {
     func tinyBuffer() {
         let handler = RequestHandler(configuration: HandlerConfiguration(software: String(repeating: "x", count: 700)))
         let request = Message(type: MessageType(method: .binding, class: .request), transactionID: .random(), attributes: []).encode()
-        var out = [UInt8](repeating: 0, count: 64)
+        var out = [UInt8](repeating: 0, count: 24)
         let result = request.withUnsafeBytes { p in out.withUnsafeMutableBytes { handler.handle(p, context: context, response: $0) } }
         #expect(result == .noReply)
         #expect(handler.stats.encodeFailures == 1)

@@ -310,7 +310,7 @@ struct TurnServerTests {
 
     @Test("486 past the per-user quota, 508 when the port range is exhausted")
     func quotas() throws {
-        try withTurnServer(portRange: 63000...63001, settings: { $0.maxAllocationsPerUser = 3 }) { server, address in
+        try withTurnServer(portRange: 63000...63001, settings: { $0.allocationLimits.perUser = 3 }) { server, address in
             var clients: [TurnTestClient] = []
             for _ in 0..<2 {
                 let c = try TurnTestClient(server: address, username: "alice", password: "wonderland")
@@ -328,7 +328,7 @@ struct TurnServerTests {
             #expect(try over.allocate().errorCode?.code == 508)
             #expect(server.stats().allocations == 2)
         }
-        try withTurnServer(settings: { $0.maxAllocationsPerUser = 1 }) { _, address in
+        try withTurnServer(settings: { $0.allocationLimits.perUser = 1 }) { _, address in
             let a = try TurnTestClient(server: address, username: "bob", password: "builder")
             #expect(try a.allocate().type.messageClass == .successResponse)
             let b = try TurnTestClient(server: address, username: "bob", password: "builder")

@@ -106,7 +106,9 @@ public final class RequestHandler {
             return handleBinding(reader, context: context, response: response)
         case .allocate, .refresh, .createPermission, .channelBind, .connect, .connectionBind:
             if let turn {
-                if let result = rejectUnknownAttributes(reader, response: response) { return result }
+                if let result = rejectUnknownAttributes(reader, response: response) {
+                    return throttleUnauthenticated(result, turn: turn, context: context)
+                }
                 return handleTurnRequest(reader, turn: turn, context: context, response: response)
             }
             stats.unsupportedMethodErrors &+= 1
@@ -214,13 +216,13 @@ public final class RequestHandler {
         }
     }
 
-    /// SOFTWARE when configured (RFC 8489 section 14.14), then FINGERPRINT when the request had one
-    /// (RFC 8489 section 7: a server answers in kind).
+    /// The end of a reply to a request that was not authenticated (Binding, challenges, errors
+    /// before the credentials are checked): FINGERPRINT when the request had one (RFC 8489 section 7:
+    /// a server answers in kind). No SOFTWARE here, though configured: it is optional (RFC 8489
+    /// section 14.14, diagnostics only) and up to 763 bytes, and a spoofed 20-byte request must not
+    /// earn a reply forty times its size. Authenticated responses carry it.
     @inline(__always)
     func appendTrailer(_ w: inout MessageWriter, request: MessageReader) throws(STUNEncodeError) {
-        if let software = configuration.software {
-            try w.appendSoftware(software)
-        }
         if request.hasFingerprint {
             try w.appendFingerprint()
         }

@@ -60,8 +60,15 @@ extension RequestHandler {
             ("no_allocation", t.droppedNoAllocation), ("no_channel", t.droppedNoChannel &+ stats.unboundChannelData),
             ("no_permission", t.droppedNoPermission &+ relayed.droppedNoPermission),
             ("policy", t.refusedByPolicy), ("send_failed", t.droppedSendFailed),
+            ("bandwidth", t.droppedBandwidth), ("unauthenticated_rate", t.droppedUnauthenticatedRate),
         ]
         for (label, n) in dropped { s.dropped[label, default: 0] &+= n }
+        let limited: [(String, UInt64)] = [
+            ("allocation_rate", t.refusedRate), ("user_quota", t.refusedUserQuota), ("ip_quota", t.refusedIPQuota),
+            ("total_allocations", t.refusedTotal), ("bandwidth", t.droppedBandwidth),
+            ("unauthenticated_rate", t.droppedUnauthenticatedRate),
+        ]
+        for (label, n) in limited { s.limited[label, default: 0] &+= n }
         if perUser {
             var traffic = endedByUser
             for alloc in allocations.all { traffic[Self.userKey(alloc.username), default: AllocationCounters()].add(alloc.counters) }

@@ -17,6 +17,10 @@ public struct ServerSnapshot: Codable, Sendable, Equatable {
     public var relayed = RelayedTraffic()
     /// Datagrams and messages dropped, by reason.
     public var dropped: [String: UInt64] = [:]
+    /// Requests, connections and datagrams a `limits` entry stopped, by limit: allocation_rate,
+    /// user_quota, ip_quota, total_allocations, bandwidth, unauthenticated_rate, connections_per_ip,
+    /// handshakes_in_flight.
+    public var limited: [String: UInt64] = [:]
     /// Open client connections by transport: tcp, tls, dtls.
     public var connections: [String: Int] = ["tcp": 0, "tls": 0, "dtls": 0]
     public var relayPorts = RelayPortFigures()

@@ -24,6 +24,8 @@ public struct AllocationCounters: Sendable, Equatable {
     public var bytesToClient: UInt64 = 0
     /// Peer datagrams dropped because no permission covered the peer (RFC 8656 section 9).
     public var droppedNoPermission: UInt64 = 0
+    /// Datagrams (either direction) dropped because the allocation or its user was over its bandwidth.
+    public var droppedBandwidth: UInt64 = 0
     public init() {}
 
     public mutating func add(_ c: AllocationCounters) {
@@ -32,6 +34,7 @@ public struct AllocationCounters: Sendable, Equatable {
         packetsToClient &+= c.packetsToClient
         bytesToClient &+= c.bytesToClient
         droppedNoPermission &+= c.droppedNoPermission
+        droppedBandwidth &+= c.droppedBandwidth
     }
 }
 
@@ -76,6 +79,12 @@ public final class Allocation {
     let allocateTransaction: TransactionID
     var allocateResponse: [UInt8]
     public let createdAt: UInt64
+    /// `limits.bandwidthPerAllocation` when it was made (0: unlimited), this second's budget left,
+    /// and the bucket of its user (`limits.bandwidthPerUser`).
+    var bandwidthRate = 0
+    private var bandwidthSecond: UInt64 = .max
+    private var bandwidthLeft = 0
+    var userBandwidth: UserBandwidth?
 
     public struct ChannelBinding: Sendable {
         public var peer: TransportAddress
@@ -104,6 +113,26 @@ public final class Allocation {
     func relay(for family: AddressFamily) -> RelaySlot? {
         for r in relays where r.bound.ip.family == family { return r }
         return nil
+    }
+
+    /// Takes `bytes` of relayed payload from this second's budgets (the allocation's, then its
+    /// user's); false when either is spent, and the datagram is dropped. Worker-owned state plus one
+    /// atomic for the user: no lock, no allocation.
+    @inline(__always)
+    func spendBandwidth(_ bytes: Int, now: UInt64) -> Bool {
+        if bandwidthRate > 0 {
+            if bandwidthSecond != now {
+                bandwidthSecond = now
+                bandwidthLeft = bandwidthRate
+            }
+            guard bandwidthLeft >= bytes else { return false }
+            bandwidthLeft -= bytes
+        }
+        if let userBandwidth, !userBandwidth.spend(bytes, now: now) {
+            if bandwidthRate > 0 { bandwidthLeft += bytes }
+            return false
+        }
+        return true
     }
 
     @inline(__always)

@@ -18,7 +18,7 @@ extension RequestHandler {
         }
         let auth: Authenticated
         switch authenticate(reader, turn: turn, context: context, allocation: existing, response: response) {
-        case .reply(let r): return r
+        case .reply(let r): return throttleUnauthenticated(r, turn: turn, context: context)
         case .ok(let a): auth = a
         }
         switch reader.type.method {
@@ -40,6 +40,20 @@ extension RequestHandler {
             guard let existing else { return authenticatedResponse(reader, auth: auth, errorCode: 437, response: response) }
             return channelBind(reader, turn: turn, auth: auth, allocation: existing, response: response)
         }
+    }
+
+    /// An answer to a request that did not authenticate (a 401/438 challenge, or a 400/420/441 sent
+    /// before the credentials were checked) goes out only while its source IP is within
+    /// `limits.unauthenticatedRatePerIP` per second. Such requests cost the sender nothing to spoof
+    /// (RFC 8656 section 21.1 on reflection), so past the rate they are dropped without an answer
+    /// and counted; a real client retransmits and gets its challenge in the next second.
+    func throttleUnauthenticated(_ result: HandlerResult, turn: TurnContext, context: PacketContext) -> HandlerResult {
+        guard case .reply = result else { return result }
+        if turn.shared.unauthenticatedReplies.admit(context.client.ip, now: now, limit: turn.settings.unauthenticatedRatePerIP) {
+            return result
+        }
+        turnCounters.droppedUnauthenticatedRate &+= 1
+        return .noReply
     }
 
     /// RFC 8656 section 7.2 "desired lifetime": the requested value capped at the maximum, but never
@@ -124,9 +138,17 @@ extension RequestHandler {
             }
             return fail(508, "Server is draining")
         }
-        // Quota (486) before any socket is opened.
-        guard turn.shared.reserveAllocation(for: Self.userKey(auth.username), limit: turn.settings.maxAllocationsPerUser) else {
-            return fail(486)
+        // Rate and quotas (486, or 508 for the server's total) before any socket is opened.
+        let userKey = Self.userKey(auth.username)
+        let clientIP = context.client.ip
+        if let refusal = turn.shared.reserveAllocation(user: userKey, ip: clientIP, limits: turn.settings.allocationLimits, now: now) {
+            switch refusal {
+            case .rate: turnCounters.refusedRate &+= 1
+            case .userQuota: turnCounters.refusedUserQuota &+= 1
+            case .ipQuota: turnCounters.refusedIPQuota &+= 1
+            case .total: turnCounters.refusedTotal &+= 1
+            }
+            return fail(refusal.code)
         }
         var relays: [RelaySlot] = []
         var reservationToken: UInt64? = nil
@@ -137,13 +159,13 @@ extension RequestHandler {
         }
         if let tokenValue {
             guard tokenValue.count == 8 else {
-                turn.shared.releaseAllocation(for: Self.userKey(auth.username))
+                turn.shared.releaseAllocation(user: userKey, ip: clientIP)
                 return fail(400, "Bad RESERVATION-TOKEN")
             }
             var token: UInt64 = 0
             for b in tokenValue { token = token << 8 | UInt64(b) }
             guard let reserved = turn.shared.takeReservation(token) else {
-                turn.shared.releaseAllocation(for: Self.userKey(auth.username))
+                turn.shared.releaseAllocation(user: userKey, ip: clientIP)
                 return fail(508, "Reservation not found")
             }
             let opened = relayIO.adoptReserved(reserved, dontFragment: dontFragment)
@@ -153,7 +175,7 @@ extension RequestHandler {
             case .success(let opened):
                 relays.append(RelaySlot(handle: opened.handle, bound: opened.bound, advertised: advertised(opened.bound)))
             case .failure(let e):
-                turn.shared.releaseAllocation(for: Self.userKey(auth.username))
+                turn.shared.releaseAllocation(user: userKey, ip: clientIP)
                 return fail(e == .familyUnavailable ? 440 : 508)
             }
         } else {
@@ -164,7 +186,7 @@ extension RequestHandler {
                     reservationToken = turn.shared.addReservation(next, expiry: now + UInt64(turn.settings.reservationLifetime))
                 }
             case .failure(let e):
-                turn.shared.releaseAllocation(for: Self.userKey(auth.username))
+                turn.shared.releaseAllocation(user: userKey, ip: clientIP)
                 return fail(e == .familyUnavailable ? 440 : 508)
             }
             if let additional {
@@ -201,11 +223,13 @@ extension RequestHandler {
         guard case .reply(let n) = result else {
             // Could not even encode the answer: undo everything.
             for r in relays { relayIO.closeRelay(r.handle) }
-            turn.shared.releaseAllocation(for: Self.userKey(auth.username))
+            turn.shared.releaseAllocation(user: userKey, ip: clientIP)
             return result
         }
         allocation.allocateResponse = Array(UnsafeRawBufferPointer(rebasing: response[0..<n]))
         allocation.tcpRelay = tcpRelay
+        allocation.bandwidthRate = turn.settings.bandwidthPerAllocation
+        allocation.userBandwidth = turn.shared.bandwidth(for: userKey, rate: turn.settings.bandwidthPerUser)
         allocations.insert(allocation)
         turnCounters.allocationsCreated &+= 1
         return result
@@ -235,7 +259,7 @@ extension RequestHandler {
         allocations.remove(allocation)
         for r in allocation.relays { relayIO?.closeRelay(r.handle) }
         for id in allocation.tcpPeers.keys { turn?.shared.removePeerConnection(id) }
-        turn?.shared.releaseAllocation(for: Self.userKey(allocation.username))
+        turn?.shared.releaseAllocation(user: Self.userKey(allocation.username), ip: allocation.fiveTuple.client.ip)
         let c = allocation.counters
         turnCounters.endedTotals.add(c)
         endedByUser[Self.userKey(allocation.username), default: AllocationCounters()].add(c)
@@ -298,6 +322,8 @@ extension RequestHandler {
         }
         for a in ended { deallocate(a, reason: .expired) }
         for r in turn.shared.expiredReservations(now: now) { relayIO?.discardReserved(r) }
+        turn.shared.allocationRate.sweep(now: now)
+        turn.shared.unauthenticatedReplies.sweep(now: now)
     }
 
     /// RFC 8656 section 3.1 / RFC 6062 section 5.1: an allocation made over a stream connection lives

@@ -92,6 +92,11 @@ extension RequestHandler {
     @inline(__always)
     private func send(_ payload: UnsafeRawBufferPointer, from relay: RelaySlot, to peer: TransportAddress,
                       allocation: Allocation) {
+        guard allocation.spendBandwidth(payload.count, now: now) else {
+            allocation.counters.droppedBandwidth &+= 1
+            turnCounters.droppedBandwidth &+= 1
+            return
+        }
         if relayIO?.sendToPeer(from: relay.handle, to: peer, payload) == true {
             allocation.counters.packetsToPeer &+= 1
             allocation.counters.bytesToPeer &+= UInt64(payload.count)
@@ -109,6 +114,11 @@ extension RequestHandler {
         guard allocation.hasPermission(peer.ip, now: now) else {
             allocation.counters.droppedNoPermission &+= 1
             turnCounters.droppedNoPermission &+= 1
+            return .drop
+        }
+        guard allocation.spendBandwidth(payload.count, now: now) else {
+            allocation.counters.droppedBandwidth &+= 1
+            turnCounters.droppedBandwidth &+= 1
             return .drop
         }
         var length = 0

@@ -9,6 +9,13 @@ public final class SharedTurnState: @unchecked Sendable {
     private let lock = NSLock()
     private var nextID: UInt64 = 1
     private var perUser: [String: Int] = [:]
+    private var perIP: [IPAddress: Int] = [:]
+    private var total = 0
+    private var userBandwidth: [String: UserBandwidth] = [:]
+    /// New allocations per client IP per second (`limits.allocationRatePerIP`).
+    public let allocationRate = SourceRateTable()
+    /// Unauthenticated error responses per source IP per second (`limits.unauthenticatedRatePerIP`).
+    public let unauthenticatedReplies = SourceRateTable()
     private var reservations: [UInt64: (reserved: OpenedRelay.Reserved, expiry: UInt64)] = [:]
 
     /// RFC 6062 peer data connections by CONNECTION-ID: which worker owns each, for whom, and
@@ -66,19 +73,57 @@ public final class SharedTurnState: @unchecked Sendable {
         return id
     }
 
-    /// Counts one more allocation for `user` unless that would pass `limit`.
-    func reserveAllocation(for user: String, limit: Int) -> Bool {
+    /// Admits one more allocation for `user` from `ip`, or says which limit refuses it: the rate per
+    /// IP, then the quotas per user, per IP and in total (RFC 8656 section 7.2: 486 for quotas, 508
+    /// for capacity). On success the caller owns one count of each, given back by `releaseAllocation`.
+    func reserveAllocation(user: String, ip: IPAddress, limits: AllocationLimits, now: UInt64) -> AllocationRefusal? {
+        guard allocationRate.admit(ip, now: now, limit: limits.ratePerIP) else { return .rate }
         lock.lock(); defer { lock.unlock() }
         let n = perUser[user, default: 0]
-        guard n < limit else { return false }
+        guard n < limits.perUser else { return .userQuota }
+        let m = perIP[ip, default: 0]
+        guard m < limits.perIP else { return .ipQuota }
+        guard total < limits.total else { return .total }
         perUser[user] = n + 1
-        return true
+        perIP[ip] = m + 1
+        total += 1
+        return nil
     }
 
-    func releaseAllocation(for user: String) {
+    func releaseAllocation(user: String, ip: IPAddress) {
         lock.lock(); defer { lock.unlock() }
         let n = perUser[user, default: 0] - 1
         perUser[user] = n > 0 ? n : nil
+        if n <= 0 { userBandwidth[user] = nil }
+        let m = perIP[ip, default: 0] - 1
+        perIP[ip] = m > 0 ? m : nil
+        total = max(0, total - 1)
+    }
+
+    /// The bandwidth bucket all of `user`'s allocations draw from (created with its first one; its
+    /// rate follows the config on each new allocation). nil when per-user bandwidth is unlimited.
+    func bandwidth(for user: String, rate: Int) -> UserBandwidth? {
+        guard rate > 0 else { return nil }
+        lock.lock(); defer { lock.unlock() }
+        if let b = userBandwidth[user] {
+            b.setRate(rate)
+            return b
+        }
+        let b = UserBandwidth(rate: rate)
+        userBandwidth[user] = b
+        return b
+    }
+
+    /// Live allocations from `ip` (all workers).
+    public func allocations(from ip: IPAddress) -> Int {
+        lock.lock(); defer { lock.unlock() }
+        return perIP[ip, default: 0]
+    }
+
+    /// Live allocations, all workers.
+    public var allocationTotal: Int {
+        lock.lock(); defer { lock.unlock() }
+        return total
     }
 
     public func allocations(of user: String) -> Int {

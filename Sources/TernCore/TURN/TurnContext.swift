@@ -74,6 +74,15 @@ public struct TurnCounters: Sendable, Equatable {
     public var droppedNoChannel: UInt64 = 0
     public var droppedNoPermission: UInt64 = 0
     public var droppedSendFailed: UInt64 = 0
+    /// Data dropped because its allocation or user was over `limits.bandwidthPer*`.
+    public var droppedBandwidth: UInt64 = 0
+    /// Unauthenticated requests dropped without an answer (`limits.unauthenticatedRatePerIP`).
+    public var droppedUnauthenticatedRate: UInt64 = 0
+    /// Allocate refused by a limit, by which (486/508 are also in `errors`).
+    public var refusedRate: UInt64 = 0
+    public var refusedUserQuota: UInt64 = 0
+    public var refusedIPQuota: UInt64 = 0
+    public var refusedTotal: UInt64 = 0
     /// Totals of allocations that have ended (live ones are summed from the allocations).
     public var endedTotals = AllocationCounters()
     /// Allocations ended, indexed by `AllocationEndReason.rawValue`.

@@ -17,7 +17,13 @@ public struct TurnSettings: Sendable {
     /// Whether relay sockets of each family can be opened at all.
     public var ipv4Relay: Bool = true
     public var ipv6Relay: Bool = true
-    public var maxAllocationsPerUser: Int = 100
+    /// Quotas and rates checked by Allocate.
+    public var allocationLimits = AllocationLimits()
+    /// Relayed payload bytes per second per allocation and per user (0: unlimited).
+    public var bandwidthPerAllocation = 0
+    public var bandwidthPerUser = 0
+    /// Unauthenticated error responses per source IP per second.
+    public var unauthenticatedRatePerIP = 100
     public var maxPermissionsPerAllocation: Int = 64
     public var maxChannelsPerAllocation: Int = 64
     /// Channel numbers accepted in ChannelBind and ChannelData. RFC 8656 section 12 narrowed them to

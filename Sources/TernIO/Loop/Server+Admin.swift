@@ -36,6 +36,8 @@ extension Server {
                                    ("queue_full", io.streamRelayDropped)] {
                     s.dropped[label, default: 0] &+= n
                 }
+                s.limited["connections_per_ip", default: 0] &+= io.tcpRefusedPerIP
+                s.limited["handshakes_in_flight", default: 0] &+= io.handshakesRefused
             }
         }
         inUse += workers[0].handler.turn?.shared.reservationCount ?? 0

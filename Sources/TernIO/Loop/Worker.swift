@@ -14,6 +14,8 @@ public final class Worker: @unchecked Sendable {
     let logger: Logger
     let handler: RequestHandler
     var stats = IOStats()
+    /// TLS/DTLS handshakes in progress on this worker (`StreamLimits.handshakesInFlight`).
+    var handshaking = 0
 
     var udpEndpoints: [UDPEndpoint] = []
     var dtlsEndpoints: [DTLSEndpoint] = []
@@ -101,6 +103,19 @@ public final class Worker: @unchecked Sendable {
         timer.activate()
     }
 
+    /// Whether one more TLS/DTLS handshake may start on this worker: its share of the server-wide
+    /// `handshakesInFlight` (a handshake costs a key exchange, so a flood of them is cheap CPU
+    /// exhaustion for the sender; past the share new ones are refused and counted).
+    func admitHandshake() -> Bool {
+        let share = max(1, limits.handshakesInFlight / max(1, server?.workers.count ?? 1))
+        guard handshaking < share else {
+            stats.handshakesRefused &+= 1
+            return false
+        }
+        handshaking += 1
+        return true
+    }
+
     /// `offset` moves the clocks forward (tests use it instead of waiting for time to pass).
     func tick(offset: UInt64 = 0) {
         let now = Clocks.monotonicSeconds() &+ offset
@@ -175,6 +190,8 @@ public struct IOStats: Sendable, Equatable {
     public var tcpRefusedPerIP: UInt64 = 0
     public var tcpClosedIdle: UInt64 = 0
     public var tlsHandshakeTimeouts: UInt64 = 0
+    /// TLS connections closed at accept, and DTLS ClientHellos dropped, past `handshakesInFlight`.
+    public var handshakesRefused: UInt64 = 0
     public var socketErrors: UInt64 = 0
 
     public init() {}
@@ -197,6 +214,7 @@ public struct IOStats: Sendable, Equatable {
         s.tcpRefusedPerIP = a.tcpRefusedPerIP &+ b.tcpRefusedPerIP
         s.tcpClosedIdle = a.tcpClosedIdle &+ b.tcpClosedIdle
         s.tlsHandshakeTimeouts = a.tlsHandshakeTimeouts &+ b.tlsHandshakeTimeouts
+        s.handshakesRefused = a.handshakesRefused &+ b.handshakesRefused
         s.socketErrors = a.socketErrors &+ b.socketErrors
         return s
     }
@@ -213,6 +231,8 @@ public struct StreamLimits: Sendable {
     public var idleTimeout: UInt64 = 60
     /// Stream connections one client IP may hold at once, across workers.
     public var connectionsPerIP: Int = 512
+    /// TLS and DTLS handshakes in progress at once, server-wide (each worker takes its share).
+    public var handshakesInFlight: Int = 1024
 
     public init() {}
 }

@@ -115,6 +115,8 @@ final class TCPConnection {
 
     /// The TLS session of a `tls` listener's connection; nil for plain TCP.
     var tls: TLSSession?
+    /// Counted in the worker's handshakes in flight until the TLS handshake completes or the connection closes.
+    var handshaking = false
     private var cipher: [UInt8] = []
     private var plain: [UInt8] = []
     private var tlsOut: [UInt8] = []
@@ -137,6 +139,10 @@ final class TCPConnection {
                 return
             }
             flushTLS()
+            if handshaking && session.handshakeComplete {
+                handshaking = false
+                worker.handshaking -= 1
+            }
             if !plain.isEmpty {
                 // Bounded: complete frames are consumed after every read, so what stays is less
                 // than one frame plus one read's worth.
@@ -494,6 +500,10 @@ final class TCPConnection {
             flushTLS()
         }
         closed = true
+        if handshaking {
+            handshaking = false
+            worker.handshaking -= 1
+        }
         worker.stats.tcpClosed &+= 1
         worker.logger.debug("tcp connection closed", metadata: ["client": "\(client)", "reason": "\(reason.rawValue)"])
         // An allocation made over this connection ends with it (RFC 8656 section 3.1).

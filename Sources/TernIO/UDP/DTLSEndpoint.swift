@@ -15,6 +15,8 @@ final class DTLSClient {
     let session: TLSSession
     var lastActivity: UInt64
     let createdAt: UInt64
+    /// Counted in the worker's handshakes in flight until the handshake completes or the client goes.
+    var handshaking = true
 
     init(id: UInt64, address: TransportAddress, local: TransportAddress, session: TLSSession, now: UInt64) {
         self.id = id
@@ -102,7 +104,7 @@ final class DTLSEndpoint {
             case .reply(let bytes):
                 bytes.withUnsafeBytes { sendTo(from, $0) }
             case .accept(let session):
-                guard clients.count < maxClients else { return }
+                guard clients.count < maxClients, worker.admitHandshake() else { return }
                 nextID &+= 1
                 let c = DTLSClient(id: Self.idBit | nextID, address: from, local: local, session: session, now: worker.handler.now)
                 clients[from] = c
@@ -122,6 +124,10 @@ final class DTLSEndpoint {
             return
         }
         flush(client)
+        if client.handshaking && client.session.handshakeComplete {
+            client.handshaking = false
+            worker.handshaking -= 1
+        }
         if !plain.isEmpty { deliver(client) }
         if progress == .closed { drop(client, notify: true) }
     }
@@ -190,6 +196,10 @@ final class DTLSEndpoint {
     }
 
     private func drop(_ client: DTLSClient, notify: Bool) {
+        if client.handshaking {
+            client.handshaking = false
+            worker.handshaking -= 1
+        }
         clients[client.address] = nil
         clientsByID[client.id] = nil
         // An allocation made over this association ends with it.

@@ -1,0 +1,178 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import STUN
+import Testing
+import TernCore
+@testable import TernIO
+
+/// Every `limits` entry driven past its bound over real sockets: the refusal the RFC names (486 /
+/// 508) or a silent, counted drop, and the figure in the admin snapshot. The workers' coarse clock
+/// ticks once a second for real, so counts that depend on "within one second" allow for one tick
+/// falling inside the burst (at most twice the budget) and check the total with the drop counter.
+@Suite("Limits (RFC 8656 section 7.2 quotas; rates and bandwidth against abuse)")
+struct LimitsTests {
+    func limited(_ server: Server, _ key: String) -> UInt64 {
+        server.snapshot(perUser: false).limited[key] ?? 0
+    }
+
+    @Test("486 past the allocations per client IP, whatever the user; 508 past the server's total")
+    func allocationQuotas() throws {
+        try withTurnServer(settings: { $0.allocationLimits.perIP = 2 }) { server, address in
+            let a = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+            let b = try TurnTestClient(server: address, username: "bob", password: "builder")
+            let c = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+            #expect(try a.allocate().type.messageClass == .successResponse)
+            #expect(try b.allocate().type.messageClass == .successResponse)
+            #expect(try c.allocate().errorCode?.code == 486)
+            #expect(limited(server, "ip_quota") == 1)
+            // Giving one back frees the IP's quota.
+            _ = try a.request(.refresh, [.lifetime(0)])
+            #expect(try c.allocate().type.messageClass == .successResponse)
+        }
+        try withTurnServer(settings: { $0.allocationLimits.total = 1 }) { server, address in
+            let a = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+            let b = try TurnTestClient(server: address, username: "bob", password: "builder")
+            #expect(try a.allocate().type.messageClass == .successResponse)
+            #expect(try b.allocate().errorCode?.code == 508)
+            #expect(limited(server, "total_allocations") == 1)
+            #expect(server.stats().allocations == 1)
+        }
+    }
+
+    @Test("New allocations per client IP per second: 486 past the rate, and the next second admits again")
+    func allocationRate() throws {
+        try withTurnServer(settings: { $0.allocationLimits.ratePerIP = 3 }) { server, address in
+            var clients: [TurnTestClient] = []
+            var ok = 0, refused = 0
+            for _ in 0..<8 {
+                let c = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+                clients.append(c)
+                let m = try c.allocate()
+                if m.type.messageClass == .successResponse { ok += 1 } else if m.errorCode?.code == 486 { refused += 1 }
+            }
+            #expect(ok >= 3 && ok <= 6, "admitted \(ok)")
+            #expect(ok + refused == 8)
+            #expect(limited(server, "allocation_rate") == UInt64(refused))
+            // The refused clients retry in a later second and get their allocation.
+            server.advanceClocks(by: 2)
+            let late = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+            #expect(try late.allocate().type.messageClass == .successResponse)
+        }
+    }
+
+    @Test("Bandwidth per allocation: payload past the bytes-per-second budget is dropped and counted, both directions")
+    func bandwidthPerAllocation() throws {
+        try withTurnServer(settings: { $0.bandwidthPerAllocation = 1000 }) { server, address in
+            let s = try ChannelSession(server: address)
+            defer { s.peer.close() }
+            let payload = [UInt8](repeating: 7, count: 200)
+            for _ in 0..<20 { s.client.sendChannelData(0x4000, payload) }
+            var delivered = 0
+            while let got = s.peer.receiveWithin(milliseconds: 300), got.data == payload { delivered += 1 }
+            // 1000 B/s is 5 datagrams of 200 B per second: 5, or up to 10 if a tick fell inside the burst.
+            #expect(delivered >= 5 && delivered <= 10, "delivered \(delivered)")
+            #expect(UInt64(20 - delivered) == limited(server, "bandwidth"))
+            // Peer to client draws from the same budget.
+            server.advanceClocks(by: 3)
+            for _ in 0..<20 { s.peer.send(payload, to: s.relayed) }
+            var back = 0
+            while let r = s.client.receiveRelayedWithin(milliseconds: 300), r.data == payload { back += 1 }
+            #expect(back >= 5 && back <= 10, "delivered back \(back)")
+            #expect(UInt64(40 - delivered - back) == limited(server, "bandwidth"))
+        }
+    }
+
+    @Test("Bandwidth per user: two allocations of one user share one budget")
+    func bandwidthPerUser() throws {
+        try withTurnServer(settings: { $0.bandwidthPerUser = 1000 }) { server, address in
+            let one = try ChannelSession(server: address)
+            let two = try ChannelSession(server: address)
+            defer { one.peer.close(); two.peer.close() }
+            let payload = [UInt8](repeating: 9, count: 200)
+            for _ in 0..<10 {
+                one.client.sendChannelData(0x4000, payload)
+                two.client.sendChannelData(0x4000, payload)
+            }
+            var delivered = 0
+            while one.peer.receiveWithin(milliseconds: 300) != nil { delivered += 1 }
+            while two.peer.receiveWithin(milliseconds: 300) != nil { delivered += 1 }
+            #expect(delivered >= 5 && delivered <= 10, "delivered \(delivered)")
+            #expect(UInt64(20 - delivered) == limited(server, "bandwidth"))
+            // Another user is not affected.
+            let bob = try ChannelSession(server: address, username: "bob", password: "builder")
+            defer { bob.peer.close() }
+            for _ in 0..<4 { bob.client.sendChannelData(0x4000, payload) }
+            var bobs = 0
+            while bob.peer.receiveWithin(milliseconds: 300) != nil { bobs += 1 }
+            #expect(bobs == 4)
+        }
+    }
+
+    @Test("Unauthenticated answers per source IP: past the rate requests are dropped silently; authenticated ones still get answers")
+    func unauthenticatedRate() throws {
+        try withTurnServer(settings: { $0.unauthenticatedRatePerIP = 5 }) { server, address in
+            // A client that already holds a nonce (its challenge came before the flood).
+            let s = try ChannelSession(server: address)
+            defer { s.peer.close() }
+            server.advanceClocks(by: 2)
+            let flood = try TestSocket.connect(.udp, to: address, timeoutMs: 200)
+            defer { flood.close() }
+            for _ in 0..<12 {
+                flood.send(Message(type: MessageType(method: .allocate, class: .request), transactionID: .random(),
+                                   attributes: [.requestedTransport(protocolNumber: 17)]).encode())
+            }
+            var answers = 0
+            while let reply = flood.receive(), (try? Message.decode(reply))?.errorCode?.code == 401 { answers += 1 }
+            #expect(answers >= 5 && answers <= 10, "answered \(answers)")
+            #expect(limited(server, "unauthenticated_rate") == UInt64(12 - answers))
+            // The authenticated client on the same IP is not throttled.
+            #expect(try s.client.request(.refresh, []).type.messageClass == .successResponse)
+            s.client.sendChannelData(0x4000, [1, 2, 3])
+            #expect(s.peer.receive()?.data == [1, 2, 3])
+        }
+    }
+
+    @Test("TLS handshakes in flight: past the share new connections are closed at accept, and the count comes back when handshakes end")
+    func handshakesInFlight() throws {
+        let fixture = TLSFixture.shared
+        let holder = TLSContextHolder(try fixture.serverContext(), handshakeTimeout: 10)
+        var limits = StreamLimits()
+        limits.handshakesInFlight = 2  // two workers: one each
+        try withTurnServer(limits: limits, tls: holder) { server, _ in
+            let address = try #require(server.bound.first { $0.transport == .tls }?.address)
+            var silent: [TestSocket] = []
+            for _ in 0..<6 { silent.append(try TestSocket.connect(.tcp, to: address)) }
+            #expect(eventually { server.stats().io.handshakesRefused + UInt64(server.stats().connections) == 6 })
+            #expect(server.stats().connections <= 2)
+            #expect(server.stats().io.handshakesRefused >= 4)
+            #expect(limited(server, "handshakes_in_flight") == server.stats().io.handshakesRefused)
+            for s in silent { s.close() }
+            #expect(eventually { server.stats().connections == 0 })
+            // Completed handshakes give their slot back: several clients in a row, each finishing.
+            for _ in 0..<4 {
+                let client = try TurnTestClient(server: address, username: "alice", password: "wonderland", transport: .tcp)
+                client.tls = try TLSStream(socket: client.socket, trust: fixture.cert)
+                #expect(try client.exchange(bindingRequest()).type.messageClass == .successResponse)
+            }
+        }
+    }
+}
+
+extension TestPeer {
+    /// The next datagram, or nil after `milliseconds` of silence.
+    func receiveWithin(milliseconds: Int) -> (from: TransportAddress, data: [UInt8])? {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&p, 1, Int32(milliseconds)) == 1 else { return nil }
+        return receive()
+    }
+}
+
+extension TurnTestClient {
+    /// The next relayed datagram (UDP client), or nil after `milliseconds` of silence.
+    func receiveRelayedWithin(milliseconds: Int) -> (peer: TransportAddress?, channel: UInt16?, data: [UInt8])? {
+        var p = pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&p, 1, Int32(milliseconds)) == 1 else { return nil }
+        return receiveRelayed()
+    }
+}
