@@ -12,6 +12,8 @@ let package = Package(
         .library(name: "STUN", targets: ["STUN"]),
         .library(name: "TernCore", targets: ["TernCore"]),
         .library(name: "TernShims", targets: ["CTernShims"]),
+        // For the libFuzzer package (Fuzz/): the fuzz targets' bodies.
+        .library(name: "TernFuzzing", targets: ["TernFuzzing"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -79,8 +81,12 @@ let package = Package(
             ]
         ),
 
+        // The bodies of the libFuzzer targets (Fuzz/) and an in-memory RelayIO for them; the test
+        // suite replays the committed corpus through the same code.
+        .target(name: "TernFuzzing", dependencies: ["STUN", "TernCore"]),
+
         .testTarget(name: "STUNTests", dependencies: ["STUN"]),
-        .testTarget(name: "TernCoreTests", dependencies: ["TernCore", "STUN"]),
+        .testTarget(name: "TernCoreTests", dependencies: ["TernCore", "STUN", "TernFuzzing"]),
         // Real sockets against a real Server, and the admin endpoint on top of it.
         .testTarget(
             name: "TernIOTests",

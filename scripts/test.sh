@@ -40,3 +40,11 @@ command -v swift >/dev/null || { echo "test.sh: swift not found (install Swift 6
 
 swift build --build-tests
 swift test "$@"
+
+# The whole suite (no arguments) also fuzzes each libFuzzer target for a bounded time: 60 s each in
+# CI, 20 s locally (FUZZ_SECONDS overrides). A crash fails the run and leaves its input in
+# Fuzz/Regressions/, which the suite above replays from then on.
+if [ $# -eq 0 ]; then
+    if [ "${CI:-}" = "true" ]; then default_fuzz=60; else default_fuzz=20; fi
+    Fuzz/run.sh "${FUZZ_SECONDS:-$default_fuzz}"
+fi

@@ -1,0 +1,19 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// libFuzzer targets (swiftc -sanitize=fuzzer), one executable each. Built and run by Fuzz/run.sh,
+// which CI calls with a time budget per target; the bodies live in the main package's TernFuzzing
+// library so that the test suite replays Fuzz/Corpus and Fuzz/Regressions through the same code.
+let parseAsLibrary: [SwiftSetting] = [.unsafeFlags(["-parse-as-library"])]
+let package = Package(
+    name: "tern-fuzz",
+    dependencies: [.package(name: "tern", path: "..")],
+    targets: [
+        .executableTarget(name: "fuzz-decode", dependencies: [.product(name: "TernFuzzing", package: "tern")],
+                          path: "Targets/Decode", swiftSettings: parseAsLibrary),
+        .executableTarget(name: "fuzz-frame", dependencies: [.product(name: "TernFuzzing", package: "tern")],
+                          path: "Targets/Frame", swiftSettings: parseAsLibrary),
+        .executableTarget(name: "fuzz-handle", dependencies: [.product(name: "TernFuzzing", package: "tern")],
+                          path: "Targets/Handle", swiftSettings: parseAsLibrary),
+    ]
+)
