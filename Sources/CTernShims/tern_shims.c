@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#include <malloc.h>
 #include "tern_shims.h"
 
 #include <errno.h>
@@ -191,4 +192,8 @@ int tern_set_buffer_sizes(int fd, int receive, int send) {
     if (send > 0 && setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &send, sizeof send) != 0)
         r |= setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &send, sizeof send);
     return r;
+}
+
+int tern_malloc_trim(void) {
+    return malloc_trim(0);
 }

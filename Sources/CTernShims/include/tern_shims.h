@@ -79,4 +79,7 @@ int tern_set_buffer_sizes(int fd, int receive, int send);
 
 /* Don't-fragment on a UDP socket (RFC 8656 DONT-FRAGMENT): IP_MTU_DISCOVER=IP_PMTUDISC_DO or IPV6_DONTFRAG. */
 int tern_set_dont_fragment(int fd, int ipv6);
+/// Gives freed heap memory back to the system (glibc malloc_trim(0)); after mass expiry.
+int tern_malloc_trim(void);
+
 #endif

@@ -31,4 +31,20 @@ public struct AllocationTable {
     }
 
     public var all: Dictionary<FiveTuple, Allocation>.Values { byFiveTuple.values }
+
+    /// Gives back the hash tables' spare room after many allocations ended (a Swift dictionary
+    /// keeps its capacity when entries are removed).
+    mutating func releaseSpareCapacity() {
+        byFiveTuple.releaseSpareCapacity()
+        byRelay.releaseSpareCapacity()
+    }
+}
+
+extension Dictionary {
+    /// Rebuilds the dictionary at its current size when it uses less than an eighth of a large
+    /// capacity. Called off the data path, after mass expiry.
+    public mutating func releaseSpareCapacity() {
+        guard capacity >= 1024, count * 8 < capacity else { return }
+        self = Dictionary(uniqueKeysWithValues: self.map { ($0.key, $0.value) })
+    }
 }

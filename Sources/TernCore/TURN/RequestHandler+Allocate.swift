@@ -333,6 +333,12 @@ extension RequestHandler {
         if let a = allocations.allocation(for: tuple) { deallocate(a, reason: .connectionClosed) }
     }
 
+    /// After many allocations ended: the tables' spare capacity goes back (see `Worker.tick`).
+    public func releaseSpareCapacity() {
+        allocations.releaseSpareCapacity()
+        endedByUser.releaseSpareCapacity()
+    }
+
     /// Ends every allocation (shutdown).
     public func deallocateAll() {
         for a in Array(allocations.all) { deallocate(a, reason: .shutdown) }

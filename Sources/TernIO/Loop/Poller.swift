@@ -53,6 +53,8 @@ final class Poller {
         source = worker.makeReadSource(fd: epfd, readable: { [unowned self] in self.fired() })
     }
 
+    func releaseSpareCapacity() { targets.releaseSpareCapacity() }
+
     func stop() {
         source?.cancel()
         source = nil

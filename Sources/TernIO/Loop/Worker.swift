@@ -1,3 +1,4 @@
+import CTernShims
 import Dispatch
 import Logging
 import STUN
@@ -16,6 +17,8 @@ public final class Worker: @unchecked Sendable {
     var stats = IOStats()
     /// TLS/DTLS handshakes in progress on this worker (`StreamLimits.handshakesInFlight`).
     var handshaking = 0
+    /// Most allocations live since memory was last given back (`releaseMemoryAfterMassExpiry`).
+    private var allocationHighWater = 0
 
     var udpEndpoints: [UDPEndpoint] = []
     var dtlsEndpoints: [DTLSEndpoint] = []
@@ -120,6 +123,7 @@ public final class Worker: @unchecked Sendable {
     func tick(offset: UInt64 = 0) {
         let now = Clocks.monotonicSeconds() &+ offset
         handler.tick(monotonic: now, unix: Clocks.unixSeconds() &+ offset)
+        releaseMemoryAfterMassExpiry()
         expirePeerConnections(now: now)
         // TLS handshakes that take too long (slowloris-style clients) are cut off.
         for d in dtlsEndpoints { d.tick(now: now, handshakeTimeout: server?.tls?.handshakeTimeout ?? 10) }
@@ -138,6 +142,23 @@ public final class Worker: @unchecked Sendable {
                 c.close(reason: .idle)
             }
         }
+    }
+
+    /// When at least 1024 allocations have gone since the last high-water mark (clients that
+    /// vanished, a flood that expired), the tables' spare capacity and the freed heap pages are given
+    /// back to the system (malloc_trim), so RSS follows the load down instead of staying at its peak.
+    private func releaseMemoryAfterMassExpiry() {
+        let live = handler.allocations.count
+        if live > allocationHighWater {
+            allocationHighWater = live
+            return
+        }
+        guard allocationHighWater - live >= 1024 else { return }
+        handler.releaseSpareCapacity()
+        relays.releaseSpareCapacity()
+        poller?.releaseSpareCapacity()
+        _ = tern_malloc_trim()
+        allocationHighWater = live
     }
 
     deinit {
