@@ -176,3 +176,74 @@ extension TurnTestClient {
         return receiveRelayed()
     }
 }
+
+@Suite("Allocate flood against the limits, with a legitimate client relaying")
+struct AllocateFloodTests {
+    @Test("400 source ports flood authenticated Allocates: the limits refuse them while a legitimate client allocates and relays without loss")
+    func flood() throws {
+        // Default limits (the config's): 50 new allocations per IP per second, 256 per IP, 100 per user.
+        try withTurnServer(settings: { s in
+            let d = LimitsConfig()
+            s.allocationLimits.ratePerIP = d.allocationRatePerIP
+            s.allocationLimits.perIP = d.allocationsPerIP
+            s.allocationLimits.perUser = d.allocationsPerUser
+            s.unauthenticatedRatePerIP = d.unauthenticatedRatePerIP
+        }) { server, address in
+            let legit = try ChannelSession(server: address)
+            defer { legit.peer.close() }
+            // The flood comes from 127.0.0.2 (another host), 400 ports, user bob with valid credentials.
+            let flooders = try (0..<400).map { _ in try TestPeer(ip: IPAddress("127.0.0.2")!, timeoutMs: 1) }
+            defer { for f in flooders { f.close() } }
+            let probe = flooders[0]
+            probe.send(Message(type: MessageType(method: .allocate, class: .request), attributes: [.requestedTransport(protocolNumber: 17)]).encode(), to: address)
+            let challenge = try Message.decode(try #require(TestPeer.receiveBlocking(probe)))
+            guard case .realm(let realm)? = challenge.first(.realm), case .nonce(let nonce)? = challenge.first(.nonce) else {
+                Issue.record("no challenge: \(challenge)"); return
+            }
+            let key = LongTermKey.md5(username: "bob", realm: realm, password: "builder")
+            var sent = 0, ok = 0, refused = 0
+            var relayedDuring = 0
+            let start = ContinuousClock.now
+            var wave = 0
+            while ContinuousClock.now - start < .seconds(3) && wave < 12 {
+                wave += 1
+                for f in flooders {
+                    f.send(Message(type: MessageType(method: .allocate, class: .request),
+                                   attributes: [.requestedTransport(protocolNumber: 17), .username("bob"), .realm(realm), .nonce(nonce)])
+                        .encode(integrityKey: key, fingerprint: true), to: address)
+                    sent += 1
+                }
+                // The legitimate client relays during every wave.
+                for i in 0..<10 { legit.client.sendChannelData(0x4000, [UInt8(wave), UInt8(i)]) }
+                for _ in 0..<10 { if legit.peer.receive() != nil { relayedDuring += 1 } }
+                usleep(50_000)
+                for f in flooders {
+                    while let r = f.receiveWithin(milliseconds: 0), let m = try? Message.decode(r.data) {
+                        if m.type.messageClass == .successResponse { ok += 1 } else if [486, 508, 437].contains(m.errorCode?.code ?? 0) { refused += 1 }
+                    }
+                }
+            }
+            // A new legitimate allocation from 127.0.0.1 during the flood.
+            let newcomer = try ChannelSession(server: address, username: "alice", password: "wonderland")
+            defer { newcomer.peer.close() }
+            newcomer.client.sendChannelData(0x4000, [42])
+            #expect(newcomer.peer.receive()?.data == [42])
+            #expect(relayedDuring == wave * 10, "legitimate relay during the flood: \(relayedDuring)/\(wave * 10)")
+            // 50 per second per IP: at most 3 seconds' worth, and never past the per-user 100.
+            #expect(ok > 0 && ok <= 150, "flood allocations admitted: \(ok) of \(sent)")
+            let limited = server.snapshot(perUser: false).limited
+            #expect((limited["allocation_rate"] ?? 0) + (limited["user_quota"] ?? 0) + (limited["ip_quota"] ?? 0) > 0)
+            print("flood: \(sent) Allocates from 400 ports in \(wave) waves: \(ok) admitted, \(refused) refused (limited \(limited)); legitimate relay \(relayedDuring)/\(wave * 10)")
+        }
+    }
+}
+
+extension TestPeer {
+    /// Waits up to 2 s for one datagram (the peer's own timeout may be shorter).
+    static func receiveBlocking(_ p: TestPeer) -> [UInt8]? {
+        for _ in 0..<200 {
+            if let r = p.receiveWithin(milliseconds: 10) { return r.data }
+        }
+        return nil
+    }
+}
