@@ -23,6 +23,9 @@ struct CheckConfig: ParsableCommand {
             let config = try TernConfig.load(path: file)
             print("\(file): OK")
             print("listeners: \(config.summary())")
+            if let warning = TernConfig.permissionWarning(path: file, config: config) {
+                fputs("warning: \(warning)\n", stderr)
+            }
         } catch {
             fputs("\(error)\n", stderr)
             throw ExitCode(1)

@@ -30,6 +30,9 @@ struct Serve: ParsableCommand {
         }
         LoggingSystem.bootstrap { label in makeLogHandler(label: label, level: settings.log.level) }
         let logger = Logger(label: "tern")
+        if let path = config, let warning = TernConfig.permissionWarning(path: path, config: settings) {
+            logger.warning("\(warning)")
+        }
         let runner = ServerRunner(settings: settings, configPath: config, logger: logger)
         try runner.run()
     }
@@ -243,6 +246,7 @@ final class ServerRunner: @unchecked Sendable {
         }
         do {
             let fresh = try TernConfig.load(path: configPath)
+            if let warning = TernConfig.permissionWarning(path: configPath, config: fresh) { logger.warning("\(warning)") }
             try apply(fresh)
             settings = fresh
             logger.info("reload: done", metadata: ["config": "\(configPath)"])

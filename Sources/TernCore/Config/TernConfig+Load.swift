@@ -17,6 +17,23 @@ extension TernConfig {
         return try parse(json: bytes, source: path)
     }
 
+    /// Whether the config holds anything secret: passwords, shared secrets or the admin token.
+    public var holdsSecrets: Bool {
+        !auth.users.isEmpty || !auth.secrets.isEmpty || admin.token != nil
+    }
+
+    /// A warning when the file at `path` holds secrets and other users of the host may read it
+    /// (the "other" read bit; group-readable is the usual root:tern 0640 of a packaged service).
+    /// nil when the file is private enough, has no secrets, or cannot be examined.
+    public static func permissionWarning(path: String, config: TernConfig) -> String? {
+        guard config.holdsSecrets else { return nil }
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        guard st.st_mode & S_IROTH != 0 else { return nil }
+        let mode = String(st.st_mode & 0o777, radix: 8)
+        return "config file \(path) holds passwords, secrets or the admin token and is readable by every user of this host (mode \(mode)); chmod o-r it (0600, or 0640 with the service's group)"
+    }
+
     static func readFile(_ path: String) throws(ConfigError) -> [UInt8] {
         func fail(_ what: String) -> ConfigError {
             ConfigError(path: "", message: "\(what): \(String(cString: strerror(errno)))", source: path)
