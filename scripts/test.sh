@@ -47,4 +47,9 @@ swift test "$@"
 if [ $# -eq 0 ]; then
     if [ "${CI:-}" = "true" ]; then default_fuzz=60; else default_fuzz=20; fi
     Fuzz/run.sh "${FUZZ_SECONDS:-$default_fuzz}"
+    # Unit and integration tests under ASan (+LeakSanitizer) and TSan: always in CI (about 20
+    # minutes on 2 cores, mostly the two instrumented builds), locally with SANITIZERS=1.
+    if [ "${CI:-}" = "true" ] || [ "${SANITIZERS:-0}" = "1" ]; then
+        scripts/sanitizers.sh
+    fi
 fi

@@ -46,10 +46,18 @@ final class Poller {
         self.linger = lingerMicroseconds
     }
 
-    deinit { ready.deallocate() }
+    deinit {
+        ready.deallocate()
+        // Never started: no source owns the descriptor.
+        if !started { Posix.close(epfd) }
+    }
+
+    private var started = false
 
     /// Starts the one Dispatch source; its cancel handler closes the epoll descriptor.
     func start() {
+        guard !started else { return }
+        started = true
         source = worker.makeReadSource(fd: epfd, readable: { [unowned self] in self.fired() })
     }
 

@@ -70,9 +70,9 @@ public final class Worker: @unchecked Sendable {
         handler.workerIndex = index
         if io.eventLoop == .epoll {
             do {
-                let p = try Poller(worker: self, lingerMicroseconds: io.lingerMicroseconds)
-                poller = p
-                p.start()
+                // Its Dispatch source starts with the worker (`startTicking`): a server whose start
+                // fails, or that is never started, leaves no source (and no DispatchGroup entry) behind.
+                poller = try Poller(worker: self, lingerMicroseconds: io.lingerMicroseconds)
             } catch {
                 self.logger.warning("epoll unavailable, using a Dispatch source per socket", metadata: ["error": "\(error)"])
             }
@@ -98,6 +98,7 @@ public final class Worker: @unchecked Sendable {
     /// permissions and channels: timers cost nothing per packet.
     func startTicking() {
         dispatchPrecondition(condition: .onQueue(queue))
+        poller?.start()
         tick()
         let timer = DispatchSource.makeTimerSource(queue: queue)
         timer.schedule(deadline: .now() + .seconds(1), repeating: .seconds(1), leeway: .milliseconds(100))
