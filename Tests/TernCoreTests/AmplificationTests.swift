@@ -73,3 +73,25 @@ struct AmplificationTests {
         #expect(overall <= Self.documentedWorstFactor, "worst factor \(overall) by class \(worst)")
     }
 }
+
+@Suite("Per-source limit keys")
+struct SourceRateTableTests {
+    @Test("IPv6 sources are counted per /64, IPv4 per address; a new second refills; the table stays bounded")
+    func keysAndBounds() {
+        let t = SourceRateTable(capacity: 4)
+        let a = IPAddress("2001:db8:1:2::1")!, b = IPAddress("2001:db8:1:2:ffff::9")!, c = IPAddress("2001:db8:1:3::1")!
+        #expect(t.admit(a, now: 10, limit: 2))
+        #expect(t.admit(b, now: 10, limit: 2))      // same /64 as a: its second event
+        #expect(!t.admit(a, now: 10, limit: 2))
+        #expect(t.admit(c, now: 10, limit: 2))      // another /64
+        #expect(t.admit(IPAddress("192.0.2.1")!, now: 10, limit: 1))
+        #expect(t.admit(IPAddress("192.0.2.2")!, now: 10, limit: 1))
+        #expect(!t.admit(IPAddress("192.0.2.1")!, now: 10, limit: 1))
+        // Full (4 sources this second): a fifth source waits for the next second.
+        #expect(!t.admit(IPAddress("192.0.2.3")!, now: 10, limit: 1))
+        #expect(t.refusedFull == 1)
+        #expect(t.admit(IPAddress("192.0.2.3")!, now: 11, limit: 1))
+        #expect(t.admit(a, now: 11, limit: 2))
+        #expect(t.count <= 4)
+    }
+}

@@ -23,8 +23,10 @@ public final class SourceRateTable: @unchecked Sendable {
         self.capacity = capacity
     }
 
-    /// Counts one event from `ip` at monotonic second `now`; false if `ip` already had `limit` this second.
-    public func admit(_ ip: IPAddress, now: UInt64, limit: Int) -> Bool {
+    /// Counts one event from `ip` at monotonic second `now`; false if `ip` (for IPv6: its /64, see
+    /// `IPAddress.limitKey`) already had `limit` this second.
+    public func admit(_ address: IPAddress, now: UInt64, limit: Int) -> Bool {
+        let ip = address.limitKey
         lock.lock(); defer { lock.unlock() }
         if var w = windows[ip] {
             if w.second != now { w = Window(second: now, used: 0) }
@@ -62,5 +64,17 @@ public final class SourceRateTable: @unchecked Sendable {
     public var count: Int {
         lock.lock(); defer { lock.unlock() }
         return windows.count
+    }
+}
+
+extension IPAddress {
+    /// The key per-source limits count under: an IPv4 address, or an IPv6 address's /64. One host
+    /// (one SLAAC subnet) owns a whole /64, so counting IPv6 per address would give one attacker
+    /// 2^64 separate budgets.
+    public var limitKey: IPAddress {
+        switch self {
+        case .v4: return self
+        case .v6(let hi, _): return .v6(hi, 0)
+        }
     }
 }

@@ -81,11 +81,11 @@ public final class SharedTurnState: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         let n = perUser[user, default: 0]
         guard n < limits.perUser else { return .userQuota }
-        let m = perIP[ip, default: 0]
+        let m = perIP[ip.limitKey, default: 0]
         guard m < limits.perIP else { return .ipQuota }
         guard total < limits.total else { return .total }
         perUser[user] = n + 1
-        perIP[ip] = m + 1
+        perIP[ip.limitKey] = m + 1
         total += 1
         return nil
     }
@@ -95,8 +95,8 @@ public final class SharedTurnState: @unchecked Sendable {
         let n = perUser[user, default: 0] - 1
         perUser[user] = n > 0 ? n : nil
         if n <= 0 { userBandwidth[user] = nil }
-        let m = perIP[ip, default: 0] - 1
-        perIP[ip] = m > 0 ? m : nil
+        let m = perIP[ip.limitKey, default: 0] - 1
+        perIP[ip.limitKey] = m > 0 ? m : nil
         total = max(0, total - 1)
     }
 
@@ -114,10 +114,10 @@ public final class SharedTurnState: @unchecked Sendable {
         return b
     }
 
-    /// Live allocations from `ip` (all workers).
+    /// Live allocations from `ip` (for IPv6, its /64), all workers.
     public func allocations(from ip: IPAddress) -> Int {
         lock.lock(); defer { lock.unlock() }
-        return perIP[ip, default: 0]
+        return perIP[ip.limitKey, default: 0]
     }
 
     /// Live allocations, all workers.

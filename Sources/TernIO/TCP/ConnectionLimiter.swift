@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import STUN
+import TernCore
 
 /// Stream connections per client IP, across every worker (SO_REUSEPORT spreads one client's
 /// connections over all of them). Taken once per accept and once per close, never per packet.
@@ -22,8 +23,9 @@ final class ConnectionLimiter: @unchecked Sendable {
 
     deinit { pthread_mutex_destroy(&mutex) }
 
-    /// Counts one more connection from `ip` unless it already has `limit`.
-    func admit(_ ip: IPAddress) -> Bool {
+    /// Counts one more connection from `address` (for IPv6, its /64) unless it already has `limit`.
+    func admit(_ address: IPAddress) -> Bool {
+        let ip = address.limitKey
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
         let n = perIP[ip, default: 0]
@@ -32,7 +34,8 @@ final class ConnectionLimiter: @unchecked Sendable {
         return true
     }
 
-    func release(_ ip: IPAddress) {
+    func release(_ address: IPAddress) {
+        let ip = address.limitKey
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
         let n = perIP[ip, default: 0] - 1
