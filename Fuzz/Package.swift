@@ -9,11 +9,12 @@ let package = Package(
     name: "tern-fuzz",
     dependencies: [.package(name: "tern", path: "..")],
     targets: [
-        .executableTarget(name: "fuzz-decode", dependencies: [.product(name: "TernFuzzing", package: "tern")],
+        .target(name: "FuzzDriver", path: "Targets/Driver"),
+        .executableTarget(name: "fuzz-decode", dependencies: ["FuzzDriver", .product(name: "TernFuzzing", package: "tern")],
                           path: "Targets/Decode", swiftSettings: parseAsLibrary),
-        .executableTarget(name: "fuzz-frame", dependencies: [.product(name: "TernFuzzing", package: "tern")],
+        .executableTarget(name: "fuzz-frame", dependencies: ["FuzzDriver", .product(name: "TernFuzzing", package: "tern")],
                           path: "Targets/Frame", swiftSettings: parseAsLibrary),
-        .executableTarget(name: "fuzz-handle", dependencies: [.product(name: "TernFuzzing", package: "tern")],
+        .executableTarget(name: "fuzz-handle", dependencies: ["FuzzDriver", .product(name: "TernFuzzing", package: "tern")],
                           path: "Targets/Handle", swiftSettings: parseAsLibrary),
     ]
 )
