@@ -40,6 +40,31 @@ struct LimitsTests {
         }
     }
 
+    @Test("Permissions and channels per allocation: 508 past each, and the ones held keep working")
+    func permissionsAndChannels() throws {
+        try withTurnServer(settings: { $0.maxPermissionsPerAllocation = 2; $0.maxChannelsPerAllocation = 2 }) { _, address in
+            let c = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+            #expect(try c.allocate().type.messageClass == .successResponse)
+            func permit(_ ip: String) throws -> Message {
+                try c.request(.createPermission, [.xorPeerAddress(TransportAddress(ip: IPAddress(ip)!, port: 9))])
+            }
+            #expect(try permit("127.0.0.1").type.messageClass == .successResponse)
+            #expect(try permit("127.0.0.2").type.messageClass == .successResponse)
+            #expect(try permit("127.0.0.3").errorCode?.code == 508)
+            // Refreshing a permission it holds is not a new one.
+            #expect(try permit("127.0.0.2").type.messageClass == .successResponse)
+            // Channels to peers on an IP that already has a permission.
+            let peers = try (0..<3).map { _ in try TestPeer() }
+            defer { for p in peers { p.close() } }
+            for (i, p) in peers.enumerated() {
+                let r = try c.request(.channelBind, [.channelNumber(0x4000 + UInt16(i)), .xorPeerAddress(p.address)])
+                if i < 2 { #expect(r.type.messageClass == .successResponse) } else { #expect(r.errorCode?.code == 508) }
+            }
+            c.sendChannelData(0x4001, [7])
+            #expect(peers[1].receive()?.data == [7])
+        }
+    }
+
     @Test("New allocations per client IP per second: 486 past the rate, and the next second admits again")
     func allocationRate() throws {
         try withTurnServer(settings: { $0.allocationLimits.ratePerIP = 3 }) { server, address in
