@@ -120,6 +120,14 @@ public final class Worker: @unchecked Sendable {
         return true
     }
 
+    /// Gives back the slot `admitHandshake` took, once, when the handshake completes or its
+    /// connection goes (`counted` is the connection's own flag, cleared here).
+    func endHandshake(_ counted: inout Bool) {
+        guard counted else { return }
+        counted = false
+        handshaking -= 1
+    }
+
     /// `offset` moves the clocks forward (tests use it instead of waiting for time to pass).
     func tick(offset: UInt64 = 0) {
         let now = Clocks.monotonicSeconds() &+ offset

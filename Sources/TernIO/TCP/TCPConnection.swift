@@ -139,10 +139,7 @@ final class TCPConnection {
                 return
             }
             flushTLS()
-            if handshaking && session.handshakeComplete {
-                handshaking = false
-                worker.handshaking -= 1
-            }
+            if session.handshakeComplete { worker.endHandshake(&handshaking) }
             if !plain.isEmpty {
                 // Bounded: complete frames are consumed after every read, so what stays is less
                 // than one frame plus one read's worth.
@@ -500,10 +497,7 @@ final class TCPConnection {
             flushTLS()
         }
         closed = true
-        if handshaking {
-            handshaking = false
-            worker.handshaking -= 1
-        }
+        worker.endHandshake(&handshaking)
         worker.stats.tcpClosed &+= 1
         worker.logger.debug("tcp connection closed", metadata: ["client": "\(client)", "reason": "\(reason.rawValue)"])
         // An allocation made over this connection ends with it (RFC 8656 section 3.1).

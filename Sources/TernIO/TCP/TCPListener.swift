@@ -57,14 +57,8 @@ final class TCPListener {
                     let local = (try? Posix.localAddress(cfd))?.transportAddress ?? bound
                     let connection = TCPConnection(fd: cfd, client: peer.transportAddress, local: local,
                                                    transport: tls == nil ? .tcp : .tls, worker: worker)
-                    if tls != nil, !worker.admitHandshake() {
-                        worker.connectionLimiter.release(clientAddress.ip)
-                        Posix.close(cfd)
-                        continue
-                    }
                     if let tls {
-                        guard let session = try? TLSSession(context: tls.current) else {
-                            worker.handshaking -= 1
+                        guard let session = try? TLSSession(context: tls.current), worker.admitHandshake() else {
                             worker.connectionLimiter.release(clientAddress.ip)
                             Posix.close(cfd)
                             continue

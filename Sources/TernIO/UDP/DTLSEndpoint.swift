@@ -124,10 +124,7 @@ final class DTLSEndpoint {
             return
         }
         flush(client)
-        if client.handshaking && client.session.handshakeComplete {
-            client.handshaking = false
-            worker.handshaking -= 1
-        }
+        if client.session.handshakeComplete { worker.endHandshake(&client.handshaking) }
         if !plain.isEmpty { deliver(client) }
         if progress == .closed { drop(client, notify: true) }
     }
@@ -196,10 +193,7 @@ final class DTLSEndpoint {
     }
 
     private func drop(_ client: DTLSClient, notify: Bool) {
-        if client.handshaking {
-            client.handshaking = false
-            worker.handshaking -= 1
-        }
+        worker.endHandshake(&client.handshaking)
         clients[client.address] = nil
         clientsByID[client.id] = nil
         // An allocation made over this association ends with it.
