@@ -89,14 +89,20 @@ extension RequestHandler {
         return .noReply
     }
 
+    /// `limits.bandwidthPer*`, either direction: false (and the drop counted) when the allocation or
+    /// its user has spent this second's budget.
+    @inline(__always)
+    private func spendBandwidth(_ bytes: Int, of allocation: Allocation) -> Bool {
+        if allocation.spendBandwidth(bytes, now: now) { return true }
+        allocation.counters.droppedBandwidth &+= 1
+        turnCounters.droppedBandwidth &+= 1
+        return false
+    }
+
     @inline(__always)
     private func send(_ payload: UnsafeRawBufferPointer, from relay: RelaySlot, to peer: TransportAddress,
                       allocation: Allocation) {
-        guard allocation.spendBandwidth(payload.count, now: now) else {
-            allocation.counters.droppedBandwidth &+= 1
-            turnCounters.droppedBandwidth &+= 1
-            return
-        }
+        guard spendBandwidth(payload.count, of: allocation) else { return }
         if relayIO?.sendToPeer(from: relay.handle, to: peer, payload) == true {
             allocation.counters.packetsToPeer &+= 1
             allocation.counters.bytesToPeer &+= UInt64(payload.count)
@@ -116,11 +122,7 @@ extension RequestHandler {
             turnCounters.droppedNoPermission &+= 1
             return .drop
         }
-        guard allocation.spendBandwidth(payload.count, now: now) else {
-            allocation.counters.droppedBandwidth &+= 1
-            turnCounters.droppedBandwidth &+= 1
-            return .drop
-        }
+        guard spendBandwidth(payload.count, of: allocation) else { return .drop }
         var length = 0
         if let channel = allocation.channelByPeer[peer], let binding = allocation.channels[channel], binding.expiry > now {
             // Streams need the 4-byte padding (section 12.5); UDP does not.
