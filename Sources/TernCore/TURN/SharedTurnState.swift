@@ -114,18 +114,6 @@ public final class SharedTurnState: @unchecked Sendable {
         return b
     }
 
-    /// Live allocations from `ip` (for IPv6, its /64), all workers.
-    public func allocations(from ip: IPAddress) -> Int {
-        lock.lock(); defer { lock.unlock() }
-        return perIP[ip.limitKey, default: 0]
-    }
-
-    /// Live allocations, all workers.
-    public var allocationTotal: Int {
-        lock.lock(); defer { lock.unlock() }
-        return total
-    }
-
     public func allocations(of user: String) -> Int {
         lock.lock(); defer { lock.unlock() }
         return perUser[user, default: 0]
