@@ -96,6 +96,8 @@ let package = Package(
             ]
         ),
         .testTarget(name: "InteropTests", dependencies: ["TernIO", "TernCore", "STUN"]),
+        // The executable's own pieces (reading the config file), through `@testable import tern`.
+        .testTarget(name: "ternTests", dependencies: ["tern", "TernCore", "STUN"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -141,12 +141,12 @@ final class HandlerHarness {
 
     init() {
         var settings = TurnSettings()
-        settings.allocationLimits.perUser = 8
-        settings.allocationLimits.perIP = 6
-        settings.allocationLimits.ratePerIP = 20
-        settings.bandwidthPerAllocation = 4000
-        settings.maxPermissionsPerAllocation = 4
-        settings.maxChannelsPerAllocation = 4
+        settings.limits.allocationsPerUser = 8
+        settings.limits.allocationsPerIP = 6
+        settings.limits.allocationRatePerIP = 20
+        settings.limits.bandwidthPerAllocation = 4000
+        settings.limits.permissionsPerAllocation = 4
+        settings.limits.channelsPerAllocation = 4
         let turn = TurnContext(realm: Self.realm,
                                credentials: CredentialStore(realm: Self.realm, users: [Self.user: Self.password],
                                                             secrets: ["fuzz-secret"]),

@@ -20,10 +20,10 @@ struct CheckConfig: ParsableCommand {
 
     func run() throws {
         do {
-            let config = try TernConfig.load(path: file)
+            let config = try ConfigFile.load(path: file)
             print("\(file): OK")
             print("listeners: \(config.summary())")
-            if let warning = TernConfig.permissionWarning(path: file, config: config) {
+            if let warning = ConfigFile.permissionWarning(path: file, config: config) {
                 fputs("warning: \(warning)\n", stderr)
             }
         } catch {

@@ -20,7 +20,7 @@ struct Serve: ParsableCommand {
         let settings: TernConfig
         if let path = config {
             do {
-                settings = try TernConfig.load(path: path)
+                settings = try ConfigFile.load(path: path)
             } catch {
                 FileHandle.standardError.write(Data("tern: \(error)\n".utf8))
                 throw ExitCode(1)
@@ -30,7 +30,7 @@ struct Serve: ParsableCommand {
         }
         LoggingSystem.bootstrap { label in makeLogHandler(label: label, level: settings.log.level) }
         let logger = Logger(label: "tern")
-        if let path = config, let warning = TernConfig.permissionWarning(path: path, config: settings) {
+        if let path = config, let warning = ConfigFile.permissionWarning(path: path, config: settings) {
             logger.warning("\(warning)")
         }
         let runner = ServerRunner(settings: settings, configPath: config, logger: logger)
@@ -77,26 +77,12 @@ final class ServerRunner: @unchecked Sendable {
     /// TURN is served only with credentials configured: an open relay is never the default.
     static func turnContext(_ settings: TernConfig, shared: SharedTurnState, nonces: NonceIssuer) -> TurnContext? {
         guard !settings.auth.users.isEmpty || !settings.auth.secrets.isEmpty else { return nil }
-        var turn = TurnSettings()
-        turn.externalIPv4 = settings.relay.externalIPv4
-        turn.externalIPv6 = settings.relay.externalIPv6
-        turn.maxLifetime = UInt32(settings.limits.maxLifetime)
-        turn.defaultLifetime = UInt32(settings.limits.defaultLifetime)
-        turn.allocationLimits.perUser = settings.limits.allocationsPerUser
-        turn.allocationLimits.perIP = settings.limits.allocationsPerIP
-        turn.allocationLimits.total = settings.limits.allocationsTotal
-        turn.allocationLimits.ratePerIP = settings.limits.allocationRatePerIP
-        turn.bandwidthPerAllocation = settings.limits.bandwidthPerAllocation
-        turn.bandwidthPerUser = settings.limits.bandwidthPerUser
-        turn.unauthenticatedRatePerIP = settings.limits.unauthenticatedRatePerIP
-        turn.maxPermissionsPerAllocation = settings.limits.permissionsPerAllocation
-        turn.maxChannelsPerAllocation = settings.limits.channelsPerAllocation
         return TurnContext(
             realm: settings.realm,
             credentials: CredentialStore(realm: settings.realm, users: settings.auth.users, secrets: settings.auth.secrets),
             nonces: nonces,
             policy: PeerPolicy(settings.peers),
-            settings: turn,
+            settings: TurnSettings(config: settings),
             shared: shared)
     }
 
@@ -245,8 +231,8 @@ final class ServerRunner: @unchecked Sendable {
             return
         }
         do {
-            let fresh = try TernConfig.load(path: configPath)
-            if let warning = TernConfig.permissionWarning(path: configPath, config: fresh) { logger.warning("\(warning)") }
+            let fresh = try ConfigFile.load(path: configPath)
+            if let warning = ConfigFile.permissionWarning(path: configPath, config: fresh) { logger.warning("\(warning)") }
             try apply(fresh)
             settings = fresh
             logger.info("reload: done", metadata: ["config": "\(configPath)"])

@@ -20,7 +20,7 @@ struct AmplificationTests {
                                nonces: NonceIssuer(key: NonceIssuer.randomKey()),
                                policy: PeerPolicy(allow: [], deny: []), settings: TurnSettings())
         var settings = TurnSettings()
-        settings.unauthenticatedRatePerIP = 1_000_000
+        settings.limits.unauthenticatedRatePerIP = 1_000_000
         let h = RequestHandler(configuration: HandlerConfiguration(software: String(repeating: "s", count: 700),
                                                                    turn: TurnContext(realm: turn.realm, credentials: turn.credentials,
                                                                                      nonces: turn.nonces, policy: turn.policy, settings: settings)))

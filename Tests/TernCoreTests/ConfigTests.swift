@@ -48,25 +48,6 @@ struct ConfigDefaultsTests {
         #expect(TernConfig.builtInDefault.summary() == "udp 0.0.0.0:3478, tcp 0.0.0.0:3478, udp [::]:3478, tcp [::]:3478")
     }
 
-    @Test func exampleFileParses() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        let path = root.appendingPathComponent("config.example.json").path
-        let config = try TernConfig.load(path: path)
-        #expect(config.realm == "example.org")
-        #expect(config.software == "Tern")
-        #expect(config.workers == nil)
-        #expect(config.listeners == TernConfig.defaultListeners)
-        #expect(config.relay == RelayConfig(ipv4: .anyV4, ipv6: .anyV6,
-                                            externalIPv4: IPAddress("203.0.113.10"),
-                                            externalIPv6: IPAddress("2001:db8::10"),
-                                            portRange: 49152...65535))
-        #expect(config.auth == AuthConfig(users: ["demo": "change-me"], secrets: ["replace-with-a-long-random-secret"]))
-        #expect(config.peers == PeerConfig(allow: [], deny: []))
-        #expect(config.admin == AdminConfig(address: .loopbackV4, port: 8478, token: nil))
-        #expect(config.log.level == .info)
-    }
-
     @Test func fullConfigParses() throws {
         let config = try parse("""
         {
@@ -362,41 +343,6 @@ struct ConfigErrorTests {
         let tree = try #require(try JSONSerialization.jsonObject(with: Data(#"[true, false, 1, 0, 1.0, -2]"#.utf8)) as? [Any])
         #expect(tree.map(JSONNode.isBoolean) == [true, true, false, false, false, false])
         #expect(tree.map(JSONNode.integerValue) == [nil, nil, 1, 0, nil, -2])
-    }
-}
-
-@Suite("Config: loading files")
-struct ConfigLoadTests {
-    @Test func missingFile() throws {
-        do {
-            _ = try TernConfig.load(path: "/nonexistent/tern.json")
-            Issue.record("expected an error")
-        } catch {
-            #expect(error.source == "/nonexistent/tern.json")
-            #expect(error.path == "")
-            #expect(error.description == "/nonexistent/tern.json: cannot open config file: No such file or directory")
-        }
-    }
-
-    @Test func directory() throws {
-        do {
-            _ = try TernConfig.load(path: NSTemporaryDirectory())
-            Issue.record("expected an error")
-        } catch {
-            #expect(error.message == "cannot read config file: is a directory")
-        }
-    }
-
-    @Test func errorsNameTheFile() throws {
-        let path = NSTemporaryDirectory() + "tern-config-test-\(getpid()).json"
-        try Data(#"{"listeners": [{"port": "x"}]}"#.utf8).write(to: URL(fileURLWithPath: path))
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        do {
-            _ = try TernConfig.load(path: path)
-            Issue.record("expected an error")
-        } catch {
-            #expect(error.description == "\(path): listeners[0].port: expected an integer 0...65535, found string \"x\"")
-        }
     }
 }
 

@@ -39,7 +39,7 @@ struct HostileClientTests {
 
     func withFixture(_ body: (Fixture) throws -> Void) throws {
         // Only 127.0.0.1 is allowed as a peer (the legitimate client's); every other form is denied by default.
-        try withTurnServer(allow: ["127.0.0.1/32"], settings: { $0.unauthenticatedRatePerIP = 1_000_000 }) { server, address in
+        try withTurnServer(allow: ["127.0.0.1/32"], settings: { $0.limits.unauthenticatedRatePerIP = 1_000_000 }) { server, address in
             let legit = try ChannelSession(server: address)
             defer { legit.peer.close() }
             try body(Fixture(server: server, address: address, legit: legit, key: legit.client.key))

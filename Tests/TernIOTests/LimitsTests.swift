@@ -18,7 +18,7 @@ struct LimitsTests {
 
     @Test("486 past the allocations per client IP, whatever the user; 508 past the server's total")
     func allocationQuotas() throws {
-        try withTurnServer(settings: { $0.allocationLimits.perIP = 2 }) { server, address in
+        try withTurnServer(settings: { $0.limits.allocationsPerIP = 2 }) { server, address in
             let a = try TurnTestClient(server: address, username: "alice", password: "wonderland")
             let b = try TurnTestClient(server: address, username: "bob", password: "builder")
             let c = try TurnTestClient(server: address, username: "alice", password: "wonderland")
@@ -30,7 +30,7 @@ struct LimitsTests {
             _ = try a.request(.refresh, [.lifetime(0)])
             #expect(try c.allocate().type.messageClass == .successResponse)
         }
-        try withTurnServer(settings: { $0.allocationLimits.total = 1 }) { server, address in
+        try withTurnServer(settings: { $0.limits.allocationsTotal = 1 }) { server, address in
             let a = try TurnTestClient(server: address, username: "alice", password: "wonderland")
             let b = try TurnTestClient(server: address, username: "bob", password: "builder")
             #expect(try a.allocate().type.messageClass == .successResponse)
@@ -42,7 +42,7 @@ struct LimitsTests {
 
     @Test("Permissions and channels per allocation: 508 past each, and the ones held keep working")
     func permissionsAndChannels() throws {
-        try withTurnServer(settings: { $0.maxPermissionsPerAllocation = 2; $0.maxChannelsPerAllocation = 2 }) { _, address in
+        try withTurnServer(settings: { $0.limits.permissionsPerAllocation = 2; $0.limits.channelsPerAllocation = 2 }) { _, address in
             let c = try TurnTestClient(server: address, username: "alice", password: "wonderland")
             #expect(try c.allocate().type.messageClass == .successResponse)
             func permit(_ ip: String) throws -> Message {
@@ -67,7 +67,7 @@ struct LimitsTests {
 
     @Test("New allocations per client IP per second: 486 past the rate, and the next second admits again")
     func allocationRate() throws {
-        try withTurnServer(settings: { $0.allocationLimits.ratePerIP = 3 }) { server, address in
+        try withTurnServer(settings: { $0.limits.allocationRatePerIP = 3 }) { server, address in
             var clients: [TurnTestClient] = []
             var ok = 0, refused = 0
             for _ in 0..<8 {
@@ -88,7 +88,7 @@ struct LimitsTests {
 
     @Test("Bandwidth per allocation: payload past the bytes-per-second budget is dropped and counted, both directions")
     func bandwidthPerAllocation() throws {
-        try withTurnServer(settings: { $0.bandwidthPerAllocation = 1000 }) { server, address in
+        try withTurnServer(settings: { $0.limits.bandwidthPerAllocation = 1000 }) { server, address in
             let s = try ChannelSession(server: address)
             defer { s.peer.close() }
             let payload = [UInt8](repeating: 7, count: 200)
@@ -110,7 +110,7 @@ struct LimitsTests {
 
     @Test("Bandwidth per user: two allocations of one user share one budget")
     func bandwidthPerUser() throws {
-        try withTurnServer(settings: { $0.bandwidthPerUser = 1000 }) { server, address in
+        try withTurnServer(settings: { $0.limits.bandwidthPerUser = 1000 }) { server, address in
             let one = try ChannelSession(server: address)
             let two = try ChannelSession(server: address)
             defer { one.peer.close(); two.peer.close() }
@@ -136,7 +136,7 @@ struct LimitsTests {
 
     @Test("Unauthenticated answers per source IP: past the rate requests are dropped silently; authenticated ones still get answers")
     func unauthenticatedRate() throws {
-        try withTurnServer(settings: { $0.unauthenticatedRatePerIP = 5 }) { server, address in
+        try withTurnServer(settings: { $0.limits.unauthenticatedRatePerIP = 5 }) { server, address in
             // A client that already holds a nonce (its challenge came before the flood).
             let s = try ChannelSession(server: address)
             defer { s.peer.close() }
@@ -209,10 +209,10 @@ struct AllocateFloodTests {
         // Default limits (the config's): 50 new allocations per IP per second, 256 per IP, 100 per user.
         try withTurnServer(settings: { s in
             let d = LimitsConfig()
-            s.allocationLimits.ratePerIP = d.allocationRatePerIP
-            s.allocationLimits.perIP = d.allocationsPerIP
-            s.allocationLimits.perUser = d.allocationsPerUser
-            s.unauthenticatedRatePerIP = d.unauthenticatedRatePerIP
+            s.limits.allocationRatePerIP = d.allocationRatePerIP
+            s.limits.allocationsPerIP = d.allocationsPerIP
+            s.limits.allocationsPerUser = d.allocationsPerUser
+            s.limits.unauthenticatedRatePerIP = d.unauthenticatedRatePerIP
         }) { server, address in
             let legit = try ChannelSession(server: address)
             defer { legit.peer.close() }

@@ -310,7 +310,7 @@ struct TurnServerTests {
 
     @Test("486 past the per-user quota, 508 when the port range is exhausted")
     func quotas() throws {
-        try withTurnServer(portRange: 63000...63001, settings: { $0.allocationLimits.perUser = 3 }) { server, address in
+        try withTurnServer(portRange: 63000...63001, settings: { $0.limits.allocationsPerUser = 3 }) { server, address in
             var clients: [TurnTestClient] = []
             for _ in 0..<2 {
                 let c = try TurnTestClient(server: address, username: "alice", password: "wonderland")
@@ -328,7 +328,7 @@ struct TurnServerTests {
             #expect(try over.allocate().errorCode?.code == 508)
             #expect(server.stats().allocations == 2)
         }
-        try withTurnServer(settings: { $0.allocationLimits.perUser = 1 }) { _, address in
+        try withTurnServer(settings: { $0.limits.allocationsPerUser = 1 }) { _, address in
             let a = try TurnTestClient(server: address, username: "bob", password: "builder")
             #expect(try a.allocate().type.messageClass == .successResponse)
             let b = try TurnTestClient(server: address, username: "bob", password: "builder")
@@ -544,7 +544,7 @@ struct StreamLimitTests {
 struct TurnDetailTests {
     @Test("XOR-RELAYED-ADDRESS advertises relay.externalIPv4 with the bound port")
     func externalAddress() throws {
-        try withTurnServer(settings: { $0.externalIPv4 = IPAddress("203.0.113.7") }) { server, address in
+        try withTurnServer(settings: { $0.relay.externalIPv4 = IPAddress("203.0.113.7") }) { server, address in
             let client = try TurnTestClient(server: address, username: "alice", password: "wonderland")
             let relay = try #require(relayedAddresses(try client.allocate()).first)
             #expect(relay.ip == IPAddress("203.0.113.7"))

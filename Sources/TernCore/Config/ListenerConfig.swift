@@ -1,34 +1,29 @@
 import STUN
 
-/// The transport a listener speaks. `tls` and `dtls` are accepted by the parser; the server does
-/// not implement them yet.
-public enum ListenerTransport: String, Sendable, CaseIterable {
-    case udp, tcp, tls, dtls
-
-    /// The port used when a listener entry gives none: 3478 for UDP/TCP, 5349 for TLS/DTLS
-    /// (RFC 8489 section 6, RFC 8656 section 4).
-    public var defaultPort: UInt16 {
-        switch self {
-        case .udp, .tcp: return 3478
-        case .tls, .dtls: return 5349
-        }
-    }
-}
-
-/// One socket the server listens on. Port 0 asks the kernel for an ephemeral port (used by tests).
+/// One socket the server listens on (`listeners[]`). Port 0 asks the kernel for an ephemeral port
+/// (used by tests). The config file, the event loop and reload all use this one type.
 public struct ListenerConfig: Sendable, Equatable, Hashable, CustomStringConvertible {
-    public var transport: ListenerTransport
+    public var transport: ClientTransport
     public var address: IPAddress
     public var port: UInt16
+    /// Skipped, rather than failing the start, when the host cannot bind its address family (the
+    /// built-in default's `[::]` listeners on a host without IPv6). Never set from a config file.
+    public var optional: Bool
 
-    public init(transport: ListenerTransport, address: IPAddress, port: UInt16) {
+    public init(transport: ClientTransport, address: IPAddress, port: UInt16, optional: Bool = false) {
         self.transport = transport
         self.address = address
         self.port = port
+        self.optional = optional
     }
 
-    /// `udp 0.0.0.0:3478`, `tcp [::]:3478`.
-    public var description: String {
-        "\(transport.rawValue) \(TransportAddress(ip: address, port: port))"
+    public init(transport: ClientTransport, address: TransportAddress, optional: Bool = false) {
+        self.init(transport: transport, address: address.ip, port: address.port, optional: optional)
     }
+
+    /// The address and port together.
+    public var transportAddress: TransportAddress { TransportAddress(ip: address, port: port) }
+
+    /// `udp 0.0.0.0:3478`, `tcp [::]:3478`.
+    public var description: String { "\(transport) \(transportAddress)" }
 }

@@ -94,10 +94,10 @@ extension TernConfig {
         // A tls or dtls listener needs a certificate and key.
         if let i = config.listeners.firstIndex(where: { $0.transport == .tls || $0.transport == .dtls }) {
             if config.tls.certificate == nil {
-                throw ConfigError(path: "tls.certificate", message: "required by the \(config.listeners[i].transport.rawValue) listener listeners[\(i)]", source: root.source)
+                throw ConfigError(path: "tls.certificate", message: "required by the \(config.listeners[i].transport) listener listeners[\(i)]", source: root.source)
             }
             if config.tls.privateKey == nil {
-                throw ConfigError(path: "tls.privateKey", message: "required by the \(config.listeners[i].transport.rawValue) listener listeners[\(i)]", source: root.source)
+                throw ConfigError(path: "tls.privateKey", message: "required by the \(config.listeners[i].transport) listener listeners[\(i)]", source: root.source)
             }
         }
         return config
@@ -120,10 +120,10 @@ extension TernConfig {
         var firstIndex: [ListenerConfig: Int] = [:]
         for item in items {
             let obj = try item.object(known: listenerKeys)
-            var transport = ListenerTransport.udp
+            var transport = ClientTransport.udp
             if let t = obj["transport"] {
-                let names = ListenerTransport.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
-                guard let s = t.value as? String, let parsed = ListenerTransport(rawValue: s) else {
+                let names = ClientTransport.allCases.map { "\"\($0)\"" }.joined(separator: ", ")
+                guard let s = t.value as? String, let parsed = ClientTransport(name: s) else {
                     throw t.mismatch("one of \(names)")
                 }
                 transport = parsed

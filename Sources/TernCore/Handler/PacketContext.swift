@@ -1,22 +1,5 @@
 import STUN
 
-/// The transport a client reached Tern over (RFC 8656 section 3.1: the client-to-server leg).
-public enum ClientTransport: UInt8, Sendable, CustomStringConvertible {
-    case udp, tcp, tls, dtls
-
-    public var description: String {
-        switch self {
-        case .udp: return "udp"
-        case .tcp: return "tcp"
-        case .tls: return "tls"
-        case .dtls: return "dtls"
-        }
-    }
-
-    /// Stream transports carry STUN framed by its own length (RFC 8489 section 6.2.2).
-    public var isStream: Bool { self == .tcp || self == .tls }
-}
-
 /// Where a packet came from and where it arrived: the client's side of the 5-tuple.
 public struct PacketContext: Sendable {
     /// The client's source address as this server sees it: the reflexive address.

@@ -49,7 +49,7 @@ extension RequestHandler {
     /// and counted; a real client retransmits and gets its challenge in the next second.
     func throttleUnauthenticated(_ result: HandlerResult, turn: TurnContext, context: PacketContext) -> HandlerResult {
         guard case .reply = result else { return result }
-        if turn.shared.unauthenticatedReplies.admit(context.client.ip, now: now, limit: turn.settings.unauthenticatedRatePerIP) {
+        if turn.shared.unauthenticatedReplies.admit(context.client.ip, now: now, limit: turn.settings.limits.unauthenticatedRatePerIP) {
             return result
         }
         turnCounters.droppedUnauthenticatedRate &+= 1
@@ -125,8 +125,6 @@ extension RequestHandler {
             guard b == AddressFamily.ipv6.rawValue else { return fail(440) }
             additional = .ipv6
         }
-        let familyEnabled = { (f: AddressFamily) in f == .ipv4 ? turn.settings.ipv4Relay : turn.settings.ipv6Relay }
-        if tokenValue == nil && !familyEnabled(family) { return fail(440) }
 
         // Draining (SIGTERM): no new allocations. RFC 8656 section 7.2 lets the server redirect with
         // 300 Try Alternate and ALTERNATE-SERVER (RFC 8489 section 10); without an alternate, 508.
@@ -141,7 +139,7 @@ extension RequestHandler {
         // Rate and quotas (486, or 508 for the server's total) before any socket is opened.
         let userKey = Self.userKey(auth.username)
         let clientIP = context.client.ip
-        if let refusal = turn.shared.reserveAllocation(user: userKey, ip: clientIP, limits: turn.settings.allocationLimits, now: now) {
+        if let refusal = turn.shared.reserveAllocation(user: userKey, ip: clientIP, limits: turn.settings.limits, now: now) {
             switch refusal {
             case .rate: turnCounters.refusedRate &+= 1
             case .userQuota: turnCounters.refusedUserQuota &+= 1
@@ -153,10 +151,7 @@ extension RequestHandler {
         var relays: [RelaySlot] = []
         var reservationToken: UInt64? = nil
         var additionalError: Int? = nil
-        func advertised(_ bound: TransportAddress) -> TransportAddress {
-            let external = bound.ip.family == .ipv4 ? turn.settings.externalIPv4 : turn.settings.externalIPv6
-            return TransportAddress(ip: external ?? bound.ip, port: bound.port)
-        }
+        let advertised = turn.settings.advertised
         if let tokenValue {
             guard tokenValue.count == 8 else {
                 turn.shared.releaseAllocation(user: userKey, ip: clientIP)
@@ -183,22 +178,18 @@ extension RequestHandler {
             case .success(let opened):
                 relays.append(RelaySlot(handle: opened.handle, bound: opened.bound, advertised: advertised(opened.bound)))
                 if let next = opened.reservedNext {
-                    reservationToken = turn.shared.addReservation(next, expiry: now + UInt64(turn.settings.reservationLifetime))
+                    reservationToken = turn.shared.addReservation(next, expiry: now + UInt64(TurnSettings.reservationLifetime))
                 }
             case .failure(let e):
                 turn.shared.releaseAllocation(user: userKey, ip: clientIP)
                 return fail(e == .familyUnavailable ? 440 : 508)
             }
             if let additional {
-                if !familyEnabled(additional) {
-                    additionalError = 440
-                } else {
-                    switch relayIO.openRelay(family: additional, near: context.local.ip, evenPort: false, reserveNext: false, dontFragment: dontFragment) {
-                    case .success(let opened):
-                        relays.append(RelaySlot(handle: opened.handle, bound: opened.bound, advertised: advertised(opened.bound)))
-                    case .failure(let e):
-                        additionalError = e == .familyUnavailable ? 440 : 508
-                    }
+                switch relayIO.openRelay(family: additional, near: context.local.ip, evenPort: false, reserveNext: false, dontFragment: dontFragment) {
+                case .success(let opened):
+                    relays.append(RelaySlot(handle: opened.handle, bound: opened.bound, advertised: advertised(opened.bound)))
+                case .failure(let e):
+                    additionalError = e == .familyUnavailable ? 440 : 508
                 }
             }
         }
@@ -228,8 +219,8 @@ extension RequestHandler {
         }
         allocation.allocateResponse = Array(UnsafeRawBufferPointer(rebasing: response[0..<n]))
         allocation.tcpRelay = tcpRelay
-        allocation.bandwidthRate = turn.settings.bandwidthPerAllocation
-        allocation.userBandwidth = turn.shared.bandwidth(for: userKey, rate: turn.settings.bandwidthPerUser)
+        allocation.bandwidthRate = turn.settings.limits.bandwidthPerAllocation
+        allocation.userBandwidth = turn.shared.bandwidth(for: userKey, rate: turn.settings.limits.bandwidthPerUser)
         allocations.insert(allocation)
         turnCounters.allocationsCreated &+= 1
         return result

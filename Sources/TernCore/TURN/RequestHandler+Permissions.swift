@@ -30,10 +30,10 @@ extension RequestHandler {
             if failure == 403 { turnCounters.refusedByPolicy &+= 1 }
             return authenticatedResponse(reader, auth: auth, errorCode: failure, response: response)
         }
-        guard allocation.permissions.count + newOnes <= turn.settings.maxPermissionsPerAllocation else {
+        guard allocation.permissions.count + newOnes <= turn.settings.limits.permissionsPerAllocation else {
             return authenticatedResponse(reader, auth: auth, errorCode: 508, reason: "Too many permissions", response: response)
         }
-        let expiry = now + UInt64(turn.settings.permissionLifetime)
+        let expiry = now + UInt64(TurnSettings.permissionLifetime)
         try? reader.forEachXORAddress(.xorPeerAddress) { peer in
             allocation.permissions[peer.ip] = expiry
         }
@@ -48,7 +48,7 @@ extension RequestHandler {
         func fail(_ code: Int, _ reason: StaticString? = nil) -> HandlerResult {
             authenticatedResponse(reader, auth: auth, errorCode: code, reason: reason, response: response)
         }
-        guard let channel = try? reader.channelNumber(), turn.settings.channelNumbers.contains(channel) else {
+        guard let channel = try? reader.channelNumber(), TurnSettings.channelNumbers.contains(channel) else {
             return fail(400, "Bad CHANNEL-NUMBER")
         }
         guard let peer = try? reader.xorAddress(.xorPeerAddress) else {
@@ -67,16 +67,16 @@ extension RequestHandler {
             return fail(400, "Peer bound to another channel")
         }
         let isNew = allocation.channels[channel] == nil
-        if isNew && allocation.channels.count >= turn.settings.maxChannelsPerAllocation {
+        if isNew && allocation.channels.count >= turn.settings.limits.channelsPerAllocation {
             return fail(508, "Too many channels")
         }
         if allocation.permissions[peer.ip] == nil &&
-            allocation.permissions.count >= turn.settings.maxPermissionsPerAllocation {
+            allocation.permissions.count >= turn.settings.limits.permissionsPerAllocation {
             return fail(508, "Too many permissions")
         }
-        allocation.channels[channel] = Allocation.ChannelBinding(peer: peer, expiry: now + UInt64(turn.settings.channelLifetime))
+        allocation.channels[channel] = Allocation.ChannelBinding(peer: peer, expiry: now + UInt64(TurnSettings.channelLifetime))
         allocation.channelByPeer[peer] = channel
-        allocation.permissions[peer.ip] = now + UInt64(turn.settings.permissionLifetime)
+        allocation.permissions[peer.ip] = now + UInt64(TurnSettings.permissionLifetime)
         if isNew { turnCounters.channelsBound &+= 1 }
         return authenticatedResponse(reader, auth: auth, response: response)
     }

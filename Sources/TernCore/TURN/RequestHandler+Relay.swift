@@ -64,7 +64,7 @@ extension RequestHandler {
     func handleChannelData(_ packet: UnsafeRawBufferPointer, context: PacketContext) -> HandlerResult {
         let parsed: (channel: UInt16, payload: UnsafeRawBufferPointer)
         do {
-            parsed = try ChannelData.parse(packet, channels: turn?.settings.channelNumbers ?? ChannelData.validChannels)
+            parsed = try ChannelData.parse(packet, channels: (turn != nil ? TurnSettings.channelNumbers : ChannelData.validChannels))
         } catch {
             stats.malformed &+= 1
             return .malformed

@@ -20,12 +20,12 @@ extension RequestHandler {
         }
         // Section 5.2: one connection per peer address, pending or active.
         if allocation.tcpPeers.values.contains(where: { $0.peer == peer }) { return fail(446) }
-        guard allocation.tcpPeers.count < turn.settings.maxChannelsPerAllocation else { return fail(508, "Too many connections") }
+        guard allocation.tcpPeers.count < turn.settings.limits.channelsPerAllocation else { return fail(508, "Too many connections") }
         let id = turn.shared.registerPeerConnection(worker: workerIndex, username: allocation.username)
         allocation.tcpPeers[id] = Allocation.TCPPeer(
             peer: peer, pendingConnect: (reader.transactionID, auth.sha256, reader.hasFingerprint))
         // Connecting to a peer implies permission for it (the peer may answer at once).
-        allocation.permissions[peer.ip] = now + UInt64(turn.settings.permissionLifetime)
+        allocation.permissions[peer.ip] = now + UInt64(TurnSettings.permissionLifetime)
         relayIO?.connectPeer(from: relay.handle, to: peer, connectionID: id)
         return .noReply
     }
@@ -71,7 +71,7 @@ extension RequestHandler {
                                        output: UnsafeMutableRawBufferPointer) -> (connectionID: UInt32, route: ClientRoute, length: Int)? {
         guard let turn, let allocation = allocations.allocation(forRelay: relay), allocation.tcpRelay,
               allocation.hasPermission(peer.ip, now: now),
-              allocation.tcpPeers.count < turn.settings.maxChannelsPerAllocation else {
+              allocation.tcpPeers.count < turn.settings.limits.channelsPerAllocation else {
             turnCounters.droppedNoPermission &+= 1
             return nil
         }

@@ -76,14 +76,14 @@ public final class SharedTurnState: @unchecked Sendable {
     /// Admits one more allocation for `user` from `ip`, or says which limit refuses it: the rate per
     /// IP, then the quotas per user, per IP and in total (RFC 8656 section 7.2: 486 for quotas, 508
     /// for capacity). On success the caller owns one count of each, given back by `releaseAllocation`.
-    func reserveAllocation(user: String, ip: IPAddress, limits: AllocationLimits, now: UInt64) -> AllocationRefusal? {
-        guard allocationRate.admit(ip, now: now, limit: limits.ratePerIP) else { return .rate }
+    func reserveAllocation(user: String, ip: IPAddress, limits: LimitsConfig, now: UInt64) -> AllocationRefusal? {
+        guard allocationRate.admit(ip, now: now, limit: limits.allocationRatePerIP) else { return .rate }
         lock.lock(); defer { lock.unlock() }
         let n = perUser[user, default: 0]
-        guard n < limits.perUser else { return .userQuota }
+        guard n < limits.allocationsPerUser else { return .userQuota }
         let m = perIP[ip.limitKey, default: 0]
-        guard m < limits.perIP else { return .ipQuota }
-        guard total < limits.total else { return .total }
+        guard m < limits.allocationsPerIP else { return .ipQuota }
+        guard total < limits.allocationsTotal else { return .total }
         perUser[user] = n + 1
         perIP[ip.limitKey] = m + 1
         total += 1

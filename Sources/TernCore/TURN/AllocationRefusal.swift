@@ -1,15 +1,5 @@
 import Atomics
 
-/// The allocation quotas and rates Allocate checks (from `limits`, RFC 8656 section 7.2).
-public struct AllocationLimits: Sendable, Equatable {
-    public var perUser = 100
-    public var perIP = 256
-    public var total = 50_000
-    /// New allocations per client IP per second.
-    public var ratePerIP = 50
-    public init() {}
-}
-
 /// Which limit refused an Allocate.
 public enum AllocationRefusal: Sendable, Equatable {
     /// The per-IP rate of new allocations (486).

@@ -1,0 +1,72 @@
+import Foundation
+import TernCore
+
+/// Reading the config file: the one piece of file I/O the config needs, kept at the edge (the
+/// executable), so that TernCore parses bytes and never touches the file system.
+enum ConfigFile {
+    /// Config files larger than this are refused (a guard against pointing at /dev/zero).
+    static let maxSize = 1 << 20
+
+    /// Reads and parses the file at `path`. Errors name `path` as their source; a missing or
+    /// unreadable file gives the operating system's reason (`No such file or directory`).
+    static func load(path: String) throws(ConfigError) -> TernConfig {
+        try TernConfig.parse(json: try read(path), source: path)
+    }
+
+    /// A warning when the file at `path` holds secrets (passwords, shared secrets, the admin token)
+    /// and other users of the host may read it (the "other" read bit; group-readable is the usual
+    /// root:tern 0640 of a packaged service). nil when the file is private enough, holds no secrets,
+    /// or cannot be examined.
+    static func permissionWarning(path: String, config: TernConfig) -> String? {
+        guard config.holdsSecrets,
+              let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+              let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue,
+              mode & 0o004 != 0 else { return nil }
+        return "config file \(path) holds passwords, secrets or the admin token and is readable by every user of this host (mode \(String(mode & 0o777, radix: 8))); chmod o-r it (0600, or 0640 with the service's group)"
+    }
+
+    static func read(_ path: String) throws(ConfigError) -> [UInt8] {
+        func fail(_ what: String, _ error: Error) -> ConfigError {
+            ConfigError(path: "", message: "\(what): \(reason(error))", source: path)
+        }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw ConfigError(path: "", message: "cannot read config file: is a directory", source: path)
+        }
+        let handle: FileHandle
+        do {
+            handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+        } catch {
+            throw fail("cannot open config file", error)
+        }
+        defer { try? handle.close() }
+        let data: Data
+        do {
+            data = try handle.read(upToCount: maxSize + 1) ?? Data()
+        } catch {
+            throw fail("cannot read config file", error)
+        }
+        guard data.count <= maxSize else {
+            throw ConfigError(path: "", message: "config file is larger than \(maxSize) bytes", source: path)
+        }
+        return [UInt8](data)
+    }
+
+    /// The operating system's words for a failed file operation (`No such file or directory`),
+    /// digging the POSIX error out of Foundation's wrapper.
+    static func reason(_ error: Error) -> String {
+        var e = error as NSError
+        while e.domain != NSPOSIXErrorDomain, let underlying = e.userInfo[NSUnderlyingErrorKey] as? NSError {
+            e = underlying
+        }
+        if e.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(e.code))) }
+        return e.localizedDescription
+    }
+}
+
+extension TernConfig {
+    /// Whether the config holds anything secret: passwords, shared secrets or the admin token.
+    var holdsSecrets: Bool {
+        !auth.users.isEmpty || !auth.secrets.isEmpty || admin.token != nil
+    }
+}

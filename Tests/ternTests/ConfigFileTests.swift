@@ -1,0 +1,85 @@
+import Foundation
+import STUN
+import Testing
+import TernCore
+@testable import tern
+
+/// Reading the config file, which the executable does (TernCore only parses bytes).
+@Suite("Config file: loading")
+struct ConfigLoadTests {
+    @Test func exampleFileParses() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let path = root.appendingPathComponent("config.example.json").path
+        let config = try ConfigFile.load(path: path)
+        #expect(config.realm == "example.org")
+        #expect(config.software == "Tern")
+        #expect(config.workers == nil)
+        #expect(config.listeners == TernConfig.defaultListeners)
+        #expect(config.relay == RelayConfig(ipv4: .anyV4, ipv6: .anyV6,
+                                            externalIPv4: IPAddress("203.0.113.10"),
+                                            externalIPv6: IPAddress("2001:db8::10"),
+                                            portRange: 49152...65535))
+        #expect(config.auth == AuthConfig(users: ["demo": "change-me"], secrets: ["replace-with-a-long-random-secret"]))
+        #expect(config.peers == PeerConfig(allow: [], deny: []))
+        #expect(config.admin == AdminConfig(address: .loopbackV4, port: 8478, token: nil))
+        #expect(config.log.level == .info)
+    }
+
+    @Test func missingFile() throws {
+        do {
+            _ = try ConfigFile.load(path: "/nonexistent/tern.json")
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.source == "/nonexistent/tern.json")
+            #expect(error.path == "")
+            #expect(error.description == "/nonexistent/tern.json: cannot open config file: No such file or directory")
+        }
+    }
+
+    @Test func directory() throws {
+        do {
+            _ = try ConfigFile.load(path: NSTemporaryDirectory())
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.message == "cannot read config file: is a directory")
+        }
+    }
+
+    @Test func errorsNameTheFile() throws {
+        let path = NSTemporaryDirectory() + "tern-config-test-\(getpid()).json"
+        try Data(#"{"listeners": [{"port": "x"}]}"#.utf8).write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        do {
+            _ = try ConfigFile.load(path: path)
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.description == "\(path): listeners[0].port: expected an integer 0...65535, found string \"x\"")
+        }
+    }
+}
+
+@Suite("Config file: permissions")
+struct ConfigPermissionTests {
+    @Test func worldReadableSecretsAreWarnedAbout() throws {
+        let path = NSTemporaryDirectory() + "tern-config-mode-\(getpid()).json"
+        try Data(#"{"auth": {"users": {"alice": "pw"}}}"#.utf8).write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let config = try ConfigFile.load(path: path)
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
+        let warning = try #require(ConfigFile.permissionWarning(path: path, config: config))
+        #expect(warning.contains("mode 644"))
+        try FileManager.default.setAttributes([.posixPermissions: 0o640], ofItemAtPath: path)
+        #expect(ConfigFile.permissionWarning(path: path, config: config) == nil)
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
+        #expect(ConfigFile.permissionWarning(path: path, config: TernConfig()) == nil)
+    }
+
+    @Test func oversizedFileIsRefused() throws {
+        let path = NSTemporaryDirectory() + "tern-config-big-\(getpid()).json"
+        try Data(repeating: 0x20, count: ConfigFile.maxSize + 1).write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(throws: ConfigError.self) { try ConfigFile.load(path: path) }
+        do { _ = try ConfigFile.load(path: path) } catch { #expect(error.message.contains("larger than")) }
+    }
+}
