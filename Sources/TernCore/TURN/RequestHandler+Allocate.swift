@@ -297,12 +297,11 @@ extension RequestHandler {
         return true
     }
 
-    /// Advances the coarse clocks and expires what is due: allocations (RFC 8656 section 7),
-    /// permissions (section 9) and channel bindings (section 11), plus unredeemed port reservations.
-    /// Called once a second by the worker; costs nothing per packet.
-    public func tick(monotonic: UInt64, unix: UInt64) {
-        now = monotonic
-        unixNow = unix
+    /// Reads the clock and expires what is due: allocations (RFC 8656 section 7), permissions
+    /// (section 9) and channel bindings (section 11), plus unredeemed port reservations. Called
+    /// once a second by the worker (and by tests after moving their clock); costs nothing per packet.
+    public func tick() {
+        readClock()
         guard let turn else { return }
         var ended: [Allocation] = []
         for a in allocations.all {
