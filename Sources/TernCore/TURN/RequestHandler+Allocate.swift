@@ -204,12 +204,6 @@ extension RequestHandler {
         }
         let lifetime = desiredLifetime(reader, settings: turn.settings).map { $0 == 0 ? turn.settings.defaultLifetime : $0 }
             ?? turn.settings.defaultLifetime
-        let allocation = Allocation(
-            id: turn.shared.makeID(), fiveTuple: tuple,
-            route: ClientRoute(socket: context.socket, connection: context.connection,
-                               client: context.client, local: context.local),
-            username: auth.username, key: auth.key, algorithm: auth.algorithm, relays: relays,
-            expiry: now + UInt64(lifetime), dontFragment: dontFragment, transaction: reader.transactionID, now: now)
         let result = authenticatedResponse(reader, auth: auth, response: response) { w throws(STUNEncodeError) in
             for r in relays { try w.appendXORAddress(.xorRelayedAddress, r.advertised) }
             try w.appendUInt32(type: .lifetime, lifetime)
@@ -226,10 +220,15 @@ extension RequestHandler {
             turn.shared.releaseAllocation(user: userKey, ip: clientIP)
             return result
         }
-        allocation.allocateResponse = Array(UnsafeRawBufferPointer(rebasing: response[0..<n]))
-        allocation.tcpRelay = tcpRelay
-        allocation.bandwidthRate = turn.settings.bandwidthPerAllocation
-        allocation.userBandwidth = turn.shared.bandwidth(for: userKey, rate: turn.settings.bandwidthPerUser)
+        let allocation = Allocation(
+            id: turn.shared.makeID(), fiveTuple: tuple,
+            route: ClientRoute(socket: context.socket, connection: context.connection,
+                               client: context.client, local: context.local),
+            username: auth.username, key: auth.key, algorithm: auth.algorithm, relays: relays,
+            expiry: now + UInt64(lifetime), dontFragment: dontFragment, tcpRelay: tcpRelay,
+            transaction: reader.transactionID, response: Array(UnsafeRawBufferPointer(rebasing: response[0..<n])),
+            bandwidthRate: turn.settings.bandwidthPerAllocation,
+            userBandwidth: turn.shared.bandwidth(for: userKey, rate: turn.settings.bandwidthPerUser), now: now)
         allocations.insert(allocation)
         turnCounters.allocationsCreated &+= 1
         return result
@@ -247,7 +246,7 @@ extension RequestHandler {
         if lifetime == 0 {
             deallocate(allocation, reason: .refreshed)
         } else {
-            allocation.expiry = now + UInt64(lifetime)
+            allocation.refresh(lifetime: lifetime, now: now)
         }
         return authenticatedResponse(reader, auth: auth, response: response) { w throws(STUNEncodeError) in
             try w.appendUInt32(type: .lifetime, lifetime)
@@ -309,15 +308,7 @@ extension RequestHandler {
                 ended.append(a)
                 continue
             }
-            if a.permissions.contains(where: { $0.value <= now }) {
-                a.permissions = a.permissions.filter { $0.value > now }
-            }
-            if a.channels.contains(where: { $0.value.expiry <= now }) {
-                for (n, c) in a.channels where c.expiry <= now {
-                    a.channels[n] = nil
-                    a.channelByPeer[c.peer] = nil
-                }
-            }
+            a.expire(now: now)
         }
         for a in ended { deallocate(a, reason: .expired) }
         for r in turn.shared.expiredReservations(now: now) { relayIO?.discardReserved(r) }
