@@ -118,7 +118,7 @@ public struct HandlerRunSummary: Sendable, Equatable {
     public var forwardedToClients: Int
 }
 
-/// One handler with TURN on, a fixed clock and in-memory relays.
+/// One handler with TURN on, a clock only the harness moves, and in-memory relays.
 final class HandlerHarness {
     static let realm = "fuzz.example"
     static let user = "alice"
@@ -126,8 +126,7 @@ final class HandlerHarness {
     let relays = MemoryRelayIO()
     let handler: RequestHandler
     let nonces = NonceIssuer(key: Array(repeating: 7, count: 32))
-    var monotonic: UInt64 = 1_000
-    var unix: UInt64 = 1_800_000_000
+    let clock = ManualClock(monotonic: 1_000, unix: 1_800_000_000)
     let key = LongTermKey.md5(username: HandlerHarness.user, realm: HandlerHarness.realm, password: HandlerHarness.password)
     var response = [UInt8](repeating: 0, count: 1500)
     var replies = 0
@@ -153,9 +152,8 @@ final class HandlerHarness {
                                nonces: nonces,
                                policy: PeerPolicy(allow: [CIDR("203.0.113.0/24")!, CIDR("2001:db8::/32")!], deny: []),
                                settings: settings)
-        handler = RequestHandler(configuration: HandlerConfiguration(software: "fuzz", turn: turn))
+        handler = RequestHandler(configuration: HandlerConfiguration(software: "fuzz", turn: turn), clock: clock)
         handler.relayIO = relays
-        handler.tick(monotonic: monotonic, unix: unix)
     }
 
     func context(_ client: Int) -> PacketContext {
@@ -197,7 +195,7 @@ final class HandlerHarness {
                 }
                 try w.appendString(.username, Self.user)
                 try w.appendString(.realm, Self.realm)
-                try w.appendString(.nonce, nonces.issue(for: ctx.client.ip, now: unix))
+                try w.appendString(.nonce, nonces.issue(for: ctx.client.ip, now: clock.unixSeconds))
                 try w.appendMessageIntegrity(key: key)
                 if first & 0x80 != 0 { try w.appendFingerprint() }
                 return w.count
@@ -220,9 +218,8 @@ final class HandlerHarness {
     }
 
     func advance(seconds: UInt64) {
-        monotonic &+= seconds
-        unix &+= seconds
-        handler.tick(monotonic: monotonic, unix: unix)
+        clock.advance(by: seconds)
+        handler.tick()
     }
 
     func check(_ result: HandlerResult) {

@@ -23,8 +23,8 @@ struct AmplificationTests {
         settings.limits.unauthenticatedRatePerIP = 1_000_000
         let h = RequestHandler(configuration: HandlerConfiguration(software: String(repeating: "s", count: 700),
                                                                    turn: TurnContext(realm: turn.realm, credentials: turn.credentials,
-                                                                                     nonces: turn.nonces, policy: turn.policy, settings: settings)))
-        h.tick(monotonic: 100, unix: 1_800_000_000)
+                                                                                     nonces: turn.nonces, policy: turn.policy, settings: settings)),
+                               clock: ManualClock(monotonic: 100, unix: 1_800_000_000))
         return h
     }()
     let context = PacketContext(client: TransportAddress("198.51.100.7:4000")!, local: TransportAddress("192.0.2.1:3478")!,

@@ -19,7 +19,7 @@ struct RequestHandlerTests {
 
     @Test("Binding success mirrors the transaction and reports the client's address")
     func success() throws {
-        let handler = RequestHandler(configuration: HandlerConfiguration(software: "Tern"))
+        let handler = RequestHandler(configuration: HandlerConfiguration(software: "Tern"), clock: ManualClock())
         let id = TransactionID.random()
         let request = Message(type: MessageType(method: .binding, class: .request), transactionID: id, attributes: []).encode(fingerprint: true)
         let (result, reply) = run(handler, request)
@@ -34,7 +34,7 @@ struct RequestHandlerTests {
 
     @Test("The IPv6 reflexive address is encoded too")
     func ipv6() throws {
-        let handler = RequestHandler(configuration: HandlerConfiguration())
+        let handler = RequestHandler(configuration: HandlerConfiguration(), clock: ManualClock())
         var ctx = context
         ctx.client = TransportAddress("[2001:db8::1]:4000")!
         var out = [UInt8](repeating: 0, count: 1500)
@@ -49,14 +49,14 @@ struct RequestHandlerTests {
         Array("\u{16}\u{03}\u{01} TLS ClientHello-ish".utf8),
     ])
     func malformed(_ bytes: [UInt8]) {
-        let handler = RequestHandler(configuration: HandlerConfiguration())
+        let handler = RequestHandler(configuration: HandlerConfiguration(), clock: ManualClock())
         #expect(run(handler, bytes).0 == .malformed)
         #expect(handler.stats.malformed == 1)
     }
 
     @Test("ChannelData with no channel bound is dropped without a reply")
     func channelData() {
-        let handler = RequestHandler(configuration: HandlerConfiguration())
+        let handler = RequestHandler(configuration: HandlerConfiguration(), clock: ManualClock())
         #expect(run(handler, [0x40, 0x00, 0x00, 0x04, 1, 2, 3, 4]).0 == .noReply)
         #expect(handler.stats.unboundChannelData == 1)
         // Reserved channel numbers (0x5000-0x7FFF, RFC 8656 section 12) are malformed.
@@ -65,7 +65,7 @@ struct RequestHandlerTests {
 
     @Test("A response too large for the buffer is counted, never written past the end")
     func tinyBuffer() {
-        let handler = RequestHandler(configuration: HandlerConfiguration(software: String(repeating: "x", count: 700)))
+        let handler = RequestHandler(configuration: HandlerConfiguration(software: String(repeating: "x", count: 700)), clock: ManualClock())
         let request = Message(type: MessageType(method: .binding, class: .request), transactionID: .random(), attributes: []).encode()
         var out = [UInt8](repeating: 0, count: 24)
         let result = request.withUnsafeBytes { p in out.withUnsafeMutableBytes { handler.handle(p, context: context, response: $0) } }

@@ -208,11 +208,12 @@ struct HostileClientTests {
         }
         // Expired nonce (on a server of its own: moving the clock 11 minutes on would also expire the
         // fixture's permission and channel): refused with 438 and a fresh nonce, which then works.
-        try withTurnServer { server, address in
+        let clock = testClock()
+        try withTurnServer(clock: clock) { server, address in
             let c = try TurnTestClient(server: address, username: "alice", password: "wonderland")
             #expect(try c.allocate([.lifetime(3600)]).type.messageClass == .successResponse)
             let stale = c.nonce
-            server.advanceClocks(by: 700)
+            clock.advance(by: 700); server.tick()
             #expect(try c.exchange(c.encode(.refresh, [], id: .random())).errorCode?.code == 438)
             #expect(try c.request(.refresh, []).type.messageClass == .successResponse)
             #expect(c.nonce != stale)

@@ -67,7 +67,8 @@ struct LimitsTests {
 
     @Test("New allocations per client IP per second: 486 past the rate, and the next second admits again")
     func allocationRate() throws {
-        try withTurnServer(settings: { $0.limits.allocationRatePerIP = 3 }) { server, address in
+        let clock = testClock()
+        try withTurnServer(clock: clock, settings: { $0.limits.allocationRatePerIP = 3 }) { server, address in
             var clients: [TurnTestClient] = []
             var ok = 0, refused = 0
             for _ in 0..<8 {
@@ -80,7 +81,7 @@ struct LimitsTests {
             #expect(ok + refused == 8)
             #expect(limited(server, "allocation_rate") == UInt64(refused))
             // The refused clients retry in a later second and get their allocation.
-            server.advanceClocks(by: 2)
+            clock.advance(by: 2); server.tick()
             let late = try TurnTestClient(server: address, username: "alice", password: "wonderland")
             #expect(try late.allocate().type.messageClass == .successResponse)
         }
@@ -88,7 +89,8 @@ struct LimitsTests {
 
     @Test("Bandwidth per allocation: payload past the bytes-per-second budget is dropped and counted, both directions")
     func bandwidthPerAllocation() throws {
-        try withTurnServer(settings: { $0.limits.bandwidthPerAllocation = 1000 }) { server, address in
+        let clock = testClock()
+        try withTurnServer(clock: clock, settings: { $0.limits.bandwidthPerAllocation = 1000 }) { server, address in
             let s = try ChannelSession(server: address)
             defer { s.peer.close() }
             let payload = [UInt8](repeating: 7, count: 200)
@@ -99,7 +101,7 @@ struct LimitsTests {
             #expect(delivered >= 5 && delivered <= 10, "delivered \(delivered)")
             #expect(UInt64(20 - delivered) == limited(server, "bandwidth"))
             // Peer to client draws from the same budget.
-            server.advanceClocks(by: 3)
+            clock.advance(by: 3); server.tick()
             for _ in 0..<20 { s.peer.send(payload, to: s.relayed) }
             var back = 0
             while let r = s.client.receiveRelayedWithin(milliseconds: 300), r.data == payload { back += 1 }
@@ -136,11 +138,12 @@ struct LimitsTests {
 
     @Test("Unauthenticated answers per source IP: past the rate requests are dropped silently; authenticated ones still get answers")
     func unauthenticatedRate() throws {
-        try withTurnServer(settings: { $0.limits.unauthenticatedRatePerIP = 5 }) { server, address in
+        let clock = testClock()
+        try withTurnServer(clock: clock, settings: { $0.limits.unauthenticatedRatePerIP = 5 }) { server, address in
             // A client that already holds a nonce (its challenge came before the flood).
             let s = try ChannelSession(server: address)
             defer { s.peer.close() }
-            server.advanceClocks(by: 2)
+            clock.advance(by: 2); server.tick()
             let flood = try TestSocket.connect(.udp, to: address, timeoutMs: 200)
             defer { flood.close() }
             for _ in 0..<12 {

@@ -145,7 +145,8 @@ struct TCPRelayTests {
 
     @Test("A peer connection nobody binds is closed after 30 s")
     func unboundTimeout() throws {
-        try withTurnServer { server, _ in
+        let clock = testClock()
+        try withTurnServer(clock: clock) { server, _ in
             let address = try #require(tcpAddress(server))
             let control = try TurnTestClient(server: address, username: "alice", password: "wonderland", transport: .tcp)
             _ = try control.request(.allocate, [.requestedTransport(protocolNumber: 6)])
@@ -154,7 +155,7 @@ struct TCPRelayTests {
             #expect(connectionID(try control.request(.connect, [.xorPeerAddress(peer.address)])) != nil)
             let peerSide = try #require(peer.accept())
             defer { peerSide.close() }
-            server.advanceClocks(by: 31)
+            clock.advance(by: 31); server.tick()
             #expect(peerSide.peerClosed())
         }
     }

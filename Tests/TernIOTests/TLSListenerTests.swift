@@ -58,7 +58,8 @@ struct TLSListenerTests {
     func hostile() throws {
         let fixture = TLSFixture.shared
         let holder = TLSContextHolder(try fixture.serverContext(), handshakeTimeout: 10)
-        try withTurnServer(tls: holder) { server, _ in
+        let clock = testClock()
+        try withTurnServer(tls: holder, clock: clock) { server, _ in
             let address = try #require(tlsAddress(server))
             let garbage = try TestSocket.connect(.tcp, to: address)
             garbage.send(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
@@ -72,9 +73,9 @@ struct TLSListenerTests {
                 held = server.stats().connections
                 if held == 0 { usleep(10_000) }
             }
-            server.advanceClocks(by: 9)
+            clock.advance(by: 9); server.tick()
             #expect(server.stats().io.tlsHandshakeTimeouts == 0)
-            server.advanceClocks(by: 11)
+            clock.advance(by: 11); server.tick()
             #expect(silent.peerClosed())
             #expect(server.stats().io.tlsHandshakeTimeouts >= 1)
         }

@@ -14,13 +14,18 @@ func withTurnServer<R>(allow: [String] = ["127.0.0.0/8", "::1/128"], deny: [Stri
                        relayIPv6: IPAddress? = .loopbackV6,
                        limits: StreamLimits = StreamLimits(),
                        tls: TLSContextHolder? = nil,
+                       clock: ManualClock = testClock(),
                        settings: (inout TurnSettings) -> Void = { _ in },
                        _ body: (Server, TransportAddress) throws -> R) throws -> R {
     let (server, address) = try startTurnServer(allow: allow, deny: deny, portRange: portRange, relayIPv6: relayIPv6,
-                                                limits: limits, tls: tls, settings: settings)
+                                                limits: limits, tls: tls, clock: clock, settings: settings)
     defer { server.stop() }
     return try body(server, address)
 }
+
+/// A test server's clock: the real time at the start, then moved only by the test (`advance(by:)`,
+/// then `Server.tick()`), so the workers' own once-a-second tick never moves time under a test.
+func testClock() -> ManualClock { ManualClock(startingAt: SystemClock()) }
 
 /// The users and secret of `startTurnServer`.
 let testUsers = ["alice": "wonderland", "bob": "builder"]
@@ -46,6 +51,7 @@ func startTurnServer(allow: [String] = ["127.0.0.0/8", "::1/128"], deny: [String
                      limits: StreamLimits = StreamLimits(),
                      tls: TLSContextHolder? = nil,
                      io: IOConfig = IOConfig(),
+                     clock: ManualClock = testClock(),
                      settings: (inout TurnSettings) -> Void = { _ in }) throws -> (Server, TransportAddress) {
     var turnSettings = TurnSettings()
     settings(&turnSettings)
@@ -57,7 +63,7 @@ func startTurnServer(allow: [String] = ["127.0.0.0/8", "::1/128"], deny: [String
                             + (tls == nil ? [] : [ListenerSpec(transport: .tls, address: v4)]),
                         workerCount: 2, handlerConfiguration: HandlerConfiguration(software: "Tern test", turn: context),
                         relay: RelayAddresses(ipv4: .loopbackV4, ipv6: relayIPv6, portRange: portRange),
-                        limits: limits, tls: tls, io: io, logger: logger)
+                        limits: limits, tls: tls, io: io, clock: clock, logger: logger)
     let bound = try server.start()
     return (server, bound[0].address)
 }
@@ -338,19 +344,19 @@ struct TurnServerTests {
 
     @Test("Allocations, permissions and channels expire on the worker's tick; sockets are given back")
     func expiry() throws {
-        try withTurnServer { server, address in
+        let clock = testClock()
+        try withTurnServer(clock: clock) { server, address in
             let client = try TurnTestClient(server: address, username: "alice", password: "wonderland")
             _ = try client.allocate()
             let peer = try TestPeer()
             defer { peer.close() }
             _ = try client.request(.channelBind, [.channelNumber(0x4000), .xorPeerAddress(peer.address)])
-            let now = server.withHandlers { $0.now }.max() ?? 0
             // 301 s later the permission is gone but the allocation lives.
-            _ = server.withHandlers { $0.tick(monotonic: now + 301, unix: UInt64(time(nil))) }
+            clock.advance(by: 301); server.tick()
             let perms = server.withHandlers { $0.allocations.all.map { $0.permissions.count } }.flatMap { $0 }
             #expect(perms == [0])
             // 601 s later the allocation and its relay socket are gone.
-            _ = server.withHandlers { $0.tick(monotonic: now + 601, unix: UInt64(time(nil))) }
+            clock.advance(by: 300); server.tick()
             #expect(server.stats().allocations == 0)
             #expect(server.stats().allocationsExpired == 1)
             // The descriptor is closed in the source's cancel handler, which runs asynchronously.
@@ -523,15 +529,16 @@ struct StreamLimitTests {
 
     @Test("Idle connections without an allocation are closed; one with an allocation stays")
     func idle() throws {
-        try withTurnServer { server, _ in
+        let clock = testClock()
+        try withTurnServer(clock: clock) { server, _ in
             let address = try #require(tcpAddress(server))
             let idle = try TestSocket.connect(.tcp, to: address)
             defer { idle.close() }
             let busy = try TurnTestClient(server: address, username: "alice", password: "wonderland", transport: .tcp)
             #expect(try busy.allocate().type.messageClass == .successResponse)
-            server.advanceClocks(by: 30)
+            clock.advance(by: 30); server.tick()
             #expect(server.stats().io.tcpClosedIdle == 0)
-            server.advanceClocks(by: 61)
+            clock.advance(by: 61); server.tick()
             #expect(idle.peerClosed())
             #expect(server.stats().io.tcpClosedIdle == 1)
             #expect(server.stats().allocations == 1)
@@ -579,12 +586,13 @@ struct TurnDetailTests {
 
     @Test("A nonce past its lifetime gets 438 Stale Nonce, then the fresh one works")
     func nonceExpiry() throws {
-        try withTurnServer { server, address in
+        let clock = testClock()
+        try withTurnServer(clock: clock) { server, address in
             let client = try TurnTestClient(server: address, username: "alice", password: "wonderland")
             // A long allocation, so only the nonce (600 s) runs out.
             #expect(try client.allocate([.lifetime(3600)]).type.messageClass == .successResponse)
             let before = client.nonce
-            server.advanceClocks(by: 601)
+            clock.advance(by: 601); server.tick()
             let stale = try client.exchange(client.encode(.refresh, [], id: .random()))
             #expect(stale.errorCode?.code == 438)
             guard case .nonce(let fresh)? = stale.first(.nonce) else { Issue.record("no nonce"); return }

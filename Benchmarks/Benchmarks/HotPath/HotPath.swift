@@ -35,9 +35,9 @@ struct Fixture {
         let turn = TurnContext(realm: realm, credentials: CredentialStore(realm: realm, users: ["bench": "bench"], secrets: []),
                                nonces: NonceIssuer(key: NonceIssuer.randomKey()),
                                policy: PeerPolicy(allow: [CIDR("127.0.0.0/8")!], deny: []), settings: TurnSettings())
-        handler = RequestHandler(configuration: HandlerConfiguration(turn: turn))
+        handler = RequestHandler(configuration: HandlerConfiguration(turn: turn),
+                                 clock: ManualClock(monotonic: 1000, unix: 1_800_000_000))
         handler.relayIO = io
-        handler.tick(monotonic: 1000, unix: 1_800_000_000)
         let challenge = send(Message(type: MessageType(method: .allocate, class: .request),
                                      attributes: [.requestedTransport(protocolNumber: 17)]).encode())
         var nonce = ""

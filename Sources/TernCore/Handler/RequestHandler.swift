@@ -14,7 +14,7 @@ public struct HandlerConfiguration: Sendable {
 }
 
 /// Turns one received datagram (or one framed stream message) into at most one reply, written into a
-/// caller-provided buffer. No sockets, no clock reads, no allocation on the Binding path: the event loop
+/// caller-provided buffer. No sockets, no clock reads per packet, no allocation on the Binding path: the event loop
 /// owns one handler per worker and calls it on that worker's queue only.
 ///
 /// RFC 8489 section 6.3: a message that fails the basic checks is discarded; section 6.3.1: requests
@@ -40,15 +40,26 @@ public final class RequestHandler {
     var indicationIDs = IndicationIDs()
     /// The worker this handler belongs to (RFC 6062 connection ids name their owner).
     public var workerIndex = 0
-    /// Coarse clocks, advanced by the worker's once-a-second tick (and by tests): reading a clock per
-    /// packet would cost more than the whole lookup. `now` is monotonic seconds (lifetimes),
-    /// `unixNow` wall-clock seconds (nonces and TURN REST API usernames).
-    public internal(set) var now: UInt64 = 0
-    public internal(set) var unixNow: UInt64 = 0
+    /// Where `tick()` reads the time: the system's clocks in the server, a `ManualClock` in tests.
+    public let clock: CoarseClock
+    /// The clock's readings at the last `tick()` (once a second): reading a clock per packet would
+    /// cost more than the whole lookup. `now` is monotonic seconds (lifetimes), `unixNow`
+    /// wall-clock seconds (nonces and TURN REST API usernames).
+    public private(set) var now: UInt64
+    public private(set) var unixNow: UInt64
 
-    public init(configuration: HandlerConfiguration) {
+    public init(configuration: HandlerConfiguration, clock: CoarseClock) {
         self.configuration = configuration
         self.turn = configuration.turn
+        self.clock = clock
+        self.now = clock.monotonicSeconds
+        self.unixNow = clock.unixSeconds
+    }
+
+    /// Takes the clock's readings (the start of every `tick()`).
+    func readClock() {
+        now = clock.monotonicSeconds
+        unixNow = clock.unixSeconds
     }
 
     /// Reload: new requests use `newTurn` (users, secrets, policy, limits); live allocations keep

@@ -195,12 +195,6 @@ extension RequestHandler {
         }
         let lifetime = desiredLifetime(reader, settings: turn.settings).map { $0 == 0 ? turn.settings.defaultLifetime : $0 }
             ?? turn.settings.defaultLifetime
-        let allocation = Allocation(
-            id: turn.shared.makeID(), fiveTuple: tuple,
-            route: ClientRoute(socket: context.socket, connection: context.connection,
-                               client: context.client, local: context.local),
-            username: auth.username, key: auth.key, algorithm: auth.algorithm, relays: relays,
-            expiry: now + UInt64(lifetime), dontFragment: dontFragment, transaction: reader.transactionID, now: now)
         let result = authenticatedResponse(reader, auth: auth, response: response) { w throws(STUNEncodeError) in
             for r in relays { try w.appendXORAddress(.xorRelayedAddress, r.advertised) }
             try w.appendUInt32(type: .lifetime, lifetime)
@@ -217,10 +211,15 @@ extension RequestHandler {
             turn.shared.releaseAllocation(user: userKey, ip: clientIP)
             return result
         }
-        allocation.allocateResponse = Array(UnsafeRawBufferPointer(rebasing: response[0..<n]))
-        allocation.tcpRelay = tcpRelay
-        allocation.bandwidthRate = turn.settings.limits.bandwidthPerAllocation
-        allocation.userBandwidth = turn.shared.bandwidth(for: userKey, rate: turn.settings.limits.bandwidthPerUser)
+        let allocation = Allocation(
+            id: turn.shared.makeID(), fiveTuple: tuple,
+            route: ClientRoute(socket: context.socket, connection: context.connection,
+                               client: context.client, local: context.local),
+            username: auth.username, key: auth.key, algorithm: auth.algorithm, relays: relays,
+            expiry: now + UInt64(lifetime), dontFragment: dontFragment, tcpRelay: tcpRelay,
+            transaction: reader.transactionID, response: Array(UnsafeRawBufferPointer(rebasing: response[0..<n])),
+            bandwidthRate: turn.settings.limits.bandwidthPerAllocation,
+            userBandwidth: turn.shared.bandwidth(for: userKey, rate: turn.settings.limits.bandwidthPerUser), now: now)
         allocations.insert(allocation)
         turnCounters.allocationsCreated &+= 1
         return result
@@ -238,7 +237,7 @@ extension RequestHandler {
         if lifetime == 0 {
             deallocate(allocation, reason: .refreshed)
         } else {
-            allocation.expiry = now + UInt64(lifetime)
+            allocation.refresh(lifetime: lifetime, now: now)
         }
         return authenticatedResponse(reader, auth: auth, response: response) { w throws(STUNEncodeError) in
             try w.appendUInt32(type: .lifetime, lifetime)
@@ -288,12 +287,11 @@ extension RequestHandler {
         return true
     }
 
-    /// Advances the coarse clocks and expires what is due: allocations (RFC 8656 section 7),
-    /// permissions (section 9) and channel bindings (section 11), plus unredeemed port reservations.
-    /// Called once a second by the worker; costs nothing per packet.
-    public func tick(monotonic: UInt64, unix: UInt64) {
-        now = monotonic
-        unixNow = unix
+    /// Reads the clock and expires what is due: allocations (RFC 8656 section 7), permissions
+    /// (section 9) and channel bindings (section 11), plus unredeemed port reservations. Called
+    /// once a second by the worker (and by tests after moving their clock); costs nothing per packet.
+    public func tick() {
+        readClock()
         guard let turn else { return }
         var ended: [Allocation] = []
         for a in allocations.all {
@@ -301,15 +299,7 @@ extension RequestHandler {
                 ended.append(a)
                 continue
             }
-            if a.permissions.contains(where: { $0.value <= now }) {
-                a.permissions = a.permissions.filter { $0.value > now }
-            }
-            if a.channels.contains(where: { $0.value.expiry <= now }) {
-                for (n, c) in a.channels where c.expiry <= now {
-                    a.channels[n] = nil
-                    a.channelByPeer[c.peer] = nil
-                }
-            }
+            a.expire(now: now)
         }
         for a in ended { deallocate(a, reason: .expired) }
         for r in turn.shared.expiredReservations(now: now) { relayIO?.discardReserved(r) }

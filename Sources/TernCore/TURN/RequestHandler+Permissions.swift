@@ -16,7 +16,7 @@ extension RequestHandler {
                     failure = 443
                 } else if !turn.policy.permits(peer.ip) {
                     failure = 403
-                } else if allocation.permissions[peer.ip] == nil {
+                } else if !allocation.hasPermissionEntry(peer.ip) {
                     newOnes += 1
                 }
             }
@@ -33,9 +33,8 @@ extension RequestHandler {
         guard allocation.permissions.count + newOnes <= turn.settings.limits.permissionsPerAllocation else {
             return authenticatedResponse(reader, auth: auth, errorCode: 508, reason: "Too many permissions", response: response)
         }
-        let expiry = now + UInt64(TurnSettings.permissionLifetime)
         try? reader.forEachXORAddress(.xorPeerAddress) { peer in
-            allocation.permissions[peer.ip] = expiry
+            allocation.permit(peer.ip, now: now, lifetime: TurnSettings.permissionLifetime)
         }
         turnCounters.permissionsCreated &+= UInt64(newOnes)
         return authenticatedResponse(reader, auth: auth, response: response)
@@ -59,25 +58,19 @@ extension RequestHandler {
             turnCounters.refusedByPolicy &+= 1
             return fail(403)
         }
-        // Section 11.2: the channel may not be bound to another peer, nor the peer to another channel.
-        if let bound = allocation.channels[channel], bound.peer != peer {
-            return fail(400, "Channel bound to another peer")
+        // Section 11.2: the channel may not be bound to another peer, nor the peer to another channel;
+        // the allocation binds the channel and installs the permission together, within the limits.
+        switch allocation.bindChannel(channel, peer: peer, now: now, channelLifetime: TurnSettings.channelLifetime,
+                                      permissionLifetime: TurnSettings.permissionLifetime,
+                                      maxChannels: turn.settings.limits.channelsPerAllocation,
+                                      maxPermissions: turn.settings.limits.permissionsPerAllocation) {
+        case .bound(let new):
+            if new { turnCounters.channelsBound &+= 1 }
+        case .channelBoundToOtherPeer: return fail(400, "Channel bound to another peer")
+        case .peerBoundToOtherChannel: return fail(400, "Peer bound to another channel")
+        case .tooManyChannels: return fail(508, "Too many channels")
+        case .tooManyPermissions: return fail(508, "Too many permissions")
         }
-        if let other = allocation.channelByPeer[peer], other != channel {
-            return fail(400, "Peer bound to another channel")
-        }
-        let isNew = allocation.channels[channel] == nil
-        if isNew && allocation.channels.count >= turn.settings.limits.channelsPerAllocation {
-            return fail(508, "Too many channels")
-        }
-        if allocation.permissions[peer.ip] == nil &&
-            allocation.permissions.count >= turn.settings.limits.permissionsPerAllocation {
-            return fail(508, "Too many permissions")
-        }
-        allocation.channels[channel] = Allocation.ChannelBinding(peer: peer, expiry: now + UInt64(TurnSettings.channelLifetime))
-        allocation.channelByPeer[peer] = channel
-        allocation.permissions[peer.ip] = now + UInt64(TurnSettings.permissionLifetime)
-        if isNew { turnCounters.channelsBound &+= 1 }
         return authenticatedResponse(reader, auth: auth, response: response)
     }
 }

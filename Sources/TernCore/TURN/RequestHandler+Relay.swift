@@ -75,7 +75,7 @@ extension RequestHandler {
             turnCounters.droppedNoAllocation &+= 1
             return .noReply
         }
-        guard let binding = allocation.channels[parsed.channel], binding.expiry > now else {
+        guard let binding = allocation.channel(parsed.channel, now: now) else {
             stats.unboundChannelData &+= 1
             turnCounters.droppedNoChannel &+= 1
             return .noReply
@@ -124,7 +124,7 @@ extension RequestHandler {
         }
         guard spendBandwidth(payload.count, of: allocation) else { return .drop }
         var length = 0
-        if let channel = allocation.channelByPeer[peer], let binding = allocation.channels[channel], binding.expiry > now {
+        if let channel = allocation.channel(toPeer: peer, now: now) {
             // Streams need the 4-byte padding (section 12.5); UDP does not.
             guard let n = try? ChannelData.write(channel: channel, payload: payload, into: output,
                                                   padded: allocation.fiveTuple.transport.isStream,

@@ -25,7 +25,7 @@ extension RequestHandler {
         allocation.tcpPeers[id] = Allocation.TCPPeer(
             peer: peer, pendingConnect: (reader.transactionID, auth.sha256, reader.hasFingerprint))
         // Connecting to a peer implies permission for it (the peer may answer at once).
-        allocation.permissions[peer.ip] = now + UInt64(TurnSettings.permissionLifetime)
+        allocation.permit(peer.ip, now: now, lifetime: TurnSettings.permissionLifetime)
         relayIO?.connectPeer(from: relay.handle, to: peer, connectionID: id)
         return .noReply
     }

@@ -67,7 +67,7 @@ public final class Server: @unchecked Sendable {
     public init(listeners: [ListenerSpec], workerCount: Int, handlerConfiguration: HandlerConfiguration,
                 relay: RelayAddresses = RelayAddresses(), limits: StreamLimits = StreamLimits(),
                 tls: TLSContextHolder? = nil, dtls: TLSServerContext? = nil, io: IOConfig = IOConfig(),
-                logger: Logger) {
+                clock: CoarseClock = SystemClock(), logger: Logger) {
         self.tls = tls
         self.dtls = dtls
         precondition(workerCount >= 1, "at least one worker")
@@ -79,7 +79,7 @@ public final class Server: @unchecked Sendable {
         self.relayAddresses = relay
         self.io = io
         self.workers = (0..<workerCount).map {
-            Worker(index: $0, handler: RequestHandler(configuration: handlerConfiguration), limits: limits,
+            Worker(index: $0, handler: RequestHandler(configuration: handlerConfiguration, clock: clock), limits: limits,
                    relayAddresses: relay, connectionLimiter: limiter, io: io, logger: logger)
         }
         for w in workers { w.server = self }
@@ -386,9 +386,10 @@ public final class Server: @unchecked Sendable {
         return total
     }
 
-    /// Runs every worker's tick as if `seconds` had passed (tests: timers without waiting).
-    func advanceClocks(by seconds: UInt64) {
-        for w in workers { w.queue.sync { w.tick(offset: seconds) } }
+    /// Runs one tick on every worker now, each on its queue, and returns when all are done. Tests
+    /// move their `ManualClock`, then call this instead of waiting for the once-a-second timer.
+    public func tick() {
+        for w in workers { w.queue.sync { w.tick() } }
     }
 
     /// Runs `body` on every worker's queue with its handler (tests and the admin endpoint).

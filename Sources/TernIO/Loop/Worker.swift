@@ -128,10 +128,11 @@ public final class Worker: @unchecked Sendable {
         handshaking -= 1
     }
 
-    /// `offset` moves the clocks forward (tests use it instead of waiting for time to pass).
-    func tick(offset: UInt64 = 0) {
-        let now = Clocks.monotonicSeconds() &+ offset
-        handler.tick(monotonic: now, unix: Clocks.unixSeconds() &+ offset)
+    /// Once a second (and on `Server.tick()` in tests): the handler reads its clock and expires
+    /// what is due; then the worker's own timeouts, on the same reading.
+    func tick() {
+        handler.tick()
+        let now = handler.now
         releaseMemoryAfterMassExpiry()
         expirePeerConnections(now: now)
         // TLS handshakes that take too long (slowloris-style clients) are cut off.

@@ -19,26 +19,6 @@ public struct RelayAddresses: Sendable {
     }
 }
 
-enum Clocks {
-    static func monotonicNanos() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-    }
-
-    static func monotonicSeconds() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec)
-    }
-
-    static func unixSeconds() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return UInt64(ts.tv_sec)
-    }
-}
-
 extension Worker: RelayIO {
     /// The address a relay socket of `family` binds: the configured one, else the server address
     /// the client reached. Never a wildcard: XOR-RELAYED-ADDRESS must be concrete.
