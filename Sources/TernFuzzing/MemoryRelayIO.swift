@@ -11,7 +11,7 @@ public final class MemoryRelayIO: RelayIO {
     public let ports: ClosedRange<UInt16>
     private var open: [RelayHandle: TransportAddress] = [:]
     private var reserved: [RelayHandle: TransportAddress] = [:]
-    private var nextHandle: Int32 = 100
+    private var nextHandle: UInt32 = 100
     public private(set) var sent = 0
 
     public init(ports: ClosedRange<UInt16> = 50_000...50_015) {
@@ -41,13 +41,13 @@ public final class MemoryRelayIO: RelayIO {
         let ip = family == .ipv4 ? ipv4 : ipv6
         guard let port = freePort(ip, even: evenPort || reserveNext, pair: reserveNext) else { return .failure(.noPortAvailable) }
         nextHandle &+= 1
-        let handle = RelayHandle(nextHandle)
+        let handle = RelayHandle(id: nextHandle)
         let bound = TransportAddress(ip: ip, port: port)
         open[handle] = bound
         var next: OpenedRelay.Reserved? = nil
         if reserveNext {
             nextHandle &+= 1
-            let r = OpenedRelay.Reserved(handle: RelayHandle(nextHandle), bound: TransportAddress(ip: ip, port: port + 1))
+            let r = OpenedRelay.Reserved(handle: RelayHandle(id: nextHandle), bound: TransportAddress(ip: ip, port: port + 1))
             reserved[r.handle] = r.bound
             next = r
         }
@@ -61,11 +61,11 @@ public final class MemoryRelayIO: RelayIO {
     }
 
     public func closeRelay(_ handle: RelayHandle) {
-        precondition(open.removeValue(forKey: handle) != nil, "closing relay \(handle.raw) twice or never opened")
+        precondition(open.removeValue(forKey: handle) != nil, "closing relay \(handle.id) twice or never opened")
     }
 
     public func discardReserved(_ r: OpenedRelay.Reserved) {
-        precondition(reserved.removeValue(forKey: r.handle) != nil, "discarding reservation \(r.handle.raw) twice")
+        precondition(reserved.removeValue(forKey: r.handle) != nil, "discarding reservation \(r.handle.id) twice")
     }
 
     public func openTCPRelay(family: AddressFamily, near: IPAddress) -> Result<OpenedRelay, RelayOpenError> {
@@ -75,7 +75,7 @@ public final class MemoryRelayIO: RelayIO {
     public func connectPeer(from relay: RelayHandle, to peer: TransportAddress, connectionID: UInt32) {}
 
     public func sendToPeer(from handle: RelayHandle, to peer: TransportAddress, _ bytes: UnsafeRawBufferPointer) -> Bool {
-        precondition(open[handle] != nil, "send from relay \(handle.raw), which is not open")
+        precondition(open[handle] != nil, "send from relay \(handle.id), which is not open")
         sent &+= 1
         return true
     }
@@ -83,7 +83,7 @@ public final class MemoryRelayIO: RelayIO {
     /// A relay handle that is open now, by index (for peer data in the fuzz target).
     public func handle(at index: Int) -> RelayHandle? {
         guard !open.isEmpty else { return nil }
-        let keys = open.keys.sorted { $0.raw < $1.raw }
+        let keys = open.keys.sorted { $0.id < $1.id }
         return keys[index % keys.count]
     }
 }

@@ -453,7 +453,8 @@ struct TurnOverTCPTests {
     func slowReader() throws {
         var limits = StreamLimits()
         limits.maxQueuedBytes = 64 * 1024
-        try withTurnServer(limits: limits) { server, _ in
+        // The bandwidth limits off, so that the stream's own queue is what drops.
+        try withTurnServer(limits: limits, settings: { $0.limits.bandwidthPerAllocation = 0; $0.limits.bandwidthPerUser = 0 }) { server, _ in
             let address = try #require(tcpAddress(server))
             let slow = try TurnTestClient(server: address, username: "alice", password: "wonderland", transport: .tcp)
             // A small receive buffer so the kernel's own buffering does not hide the queue.

@@ -1,10 +1,10 @@
 import STUN
 
-/// A relay socket as the core sees it: an opaque handle (the worker's descriptor number) and the
-/// address it is bound to.
+/// A relay socket as the core sees it: an opaque id that the event loop hands out and maps to its
+/// socket. Never a descriptor: the core only compares and hashes it.
 public struct RelayHandle: Hashable, Sendable {
-    public var raw: Int32
-    public init(_ raw: Int32) { self.raw = raw }
+    public let id: UInt32
+    public init(id: UInt32) { self.id = id }
 }
 
 public struct OpenedRelay: Sendable {

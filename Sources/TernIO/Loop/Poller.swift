@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-import CTernShims
 import Dispatch
 
 /// Something that watches a descriptor for reading and can stop doing so; cancelling closes the
@@ -23,14 +19,15 @@ final class DispatchReadWatch: ReadWatch {
 /// The `epoll` event loop of one worker: its UDP sockets in a private epoll set, watched by a single
 /// DispatchSourceRead on the epoll descriptor.
 ///
-/// On Linux each firing of a Dispatch source costs about 8 system calls and 3 context switches
-/// (../shared/PERFORMANCE-NOTES.md). Here one firing serves every ready socket of the worker, then
+/// On Linux each firing of a Dispatch source costs about 8 system calls and 3 context switches.
+/// Here one firing serves every ready socket of the worker, then
 /// polls again; only when nothing has arrived for `linger` microseconds does it hand the thread back
 /// to Dispatch. Under load the worker thus runs like a plain epoll loop, at rest it costs nothing. A
 /// firing never runs longer than `budget`, so timers and the stream sources on the same queue wait
 /// at most that long.
 final class Poller {
-    let epfd: Int32
+    /// The epoll set's own descriptor.
+    let epoll: Socket
     private unowned let worker: Worker
     private var targets: [Int32: () -> Void] = [:]
     private var source: DispatchSourceRead?
@@ -38,18 +35,15 @@ final class Poller {
     let linger: Int
     let budgetNanos: UInt64 = 2_000_000
 
-    init(worker: Worker, lingerMicroseconds: Int) throws {
-        let fd = tern_epoll_create()
-        guard fd >= 0 else { throw SystemError("epoll_create1", errno: errno) }
-        self.epfd = fd
+    init(worker: Worker, lingerMicroseconds: Int) throws(SystemError) {
+        self.epoll = try SocketFactory.epollSet()
         self.worker = worker
         self.linger = lingerMicroseconds
     }
 
     deinit {
+        // Never started, the socket closes itself when it goes; started, the source's cancel handler closed it.
         ready.deallocate()
-        // Never started: no source owns the descriptor.
-        if !started { Posix.close(epfd) }
     }
 
     private var started = false
@@ -58,7 +52,7 @@ final class Poller {
     func start() {
         guard !started else { return }
         started = true
-        source = worker.makeReadSource(fd: epfd, readable: { [unowned self] in self.fired() })
+        source = worker.makeReadSource(epoll, readable: { [unowned self] in self.fired() })
     }
 
     func releaseSpareCapacity() { targets.releaseSpareCapacity() }
@@ -68,12 +62,12 @@ final class Poller {
         source = nil
     }
 
-    /// Registers `fd`; `readable` runs on the worker's queue while it has data.
-    func watch(fd: Int32, readable: @escaping () -> Void, cancelled: (() -> Void)?) throws -> ReadWatch {
-        guard tern_epoll_add(epfd, fd) == 0 else { throw SystemError("epoll_ctl(ADD)", errno: errno) }
-        targets[fd] = readable
+    /// Registers `socket`; `readable` runs on the worker's queue while it has data.
+    func watch(_ socket: Socket, readable: @escaping () -> Void, cancelled: (() -> Void)?) throws(SystemError) -> ReadWatch {
+        try Posix.epollAdd(epoll.fd, socket.fd)
+        targets[socket.fd] = readable
         worker.closing.enter()
-        return PollWatch(poller: self, fd: fd, cancelled: cancelled)
+        return PollWatch(poller: self, socket: socket, cancelled: cancelled)
     }
 
     /// Unregisters and closes `fd` at once, so that its port is free for the very next request (a
@@ -81,17 +75,19 @@ final class Poller {
     /// it). Safe because no socket cancels its own watch from inside its own read handler; a stale
     /// event for the number later in the same firing finds no target, or the socket that reused the
     /// number, which then just reads nothing.
-    fileprivate func remove(_ fd: Int32, cancelled: (() -> Void)?) {
-        _ = tern_epoll_del(epfd, fd)
-        targets[fd] = nil
-        Posix.close(fd)
+    fileprivate func remove(_ socket: Socket, cancelled: (() -> Void)?) {
+        try? Posix.epollDelete(epoll.fd, socket.fd)
+        targets[socket.fd] = nil
+        socket.close()
         cancelled?()
         worker.closing.leave()
     }
 
     private func fired() {
         let start = Clocks.monotonicNanos()
-        var n = Int(tern_epoll_wait_us(epfd, ready, 64, 0))
+        let epfd = epoll.fd
+        // A failed wait (it should not fail) counts as an empty one: the firing ends.
+        var n = (try? Posix.epollWait(epfd, ready: ready, max: 64, timeoutMicroseconds: 0)) ?? 0
         var lingered = false
         while true {
             if n > 0 {
@@ -107,36 +103,36 @@ final class Poller {
                 lingered = true
             }
             if Clocks.monotonicNanos() &- start > budgetNanos { return }
-            n = Int(tern_epoll_wait_us(epfd, ready, 64, n > 0 ? 0 : linger))
+            n = (try? Posix.epollWait(epfd, ready: ready, max: 64, timeoutMicroseconds: n > 0 ? 0 : linger)) ?? 0
         }
     }
 }
 
 private final class PollWatch: ReadWatch {
     private weak var poller: Poller?
-    private var fd: Int32
+    private var socket: Socket?
     private let cancelled: (() -> Void)?
 
-    init(poller: Poller, fd: Int32, cancelled: (() -> Void)?) {
+    init(poller: Poller, socket: Socket, cancelled: (() -> Void)?) {
         self.poller = poller
-        self.fd = fd
+        self.socket = socket
         self.cancelled = cancelled
     }
 
     func cancel() {
-        guard fd >= 0, let poller else { return }
-        poller.remove(fd, cancelled: cancelled)
-        fd = -1
+        guard let socket, let poller else { return }
+        self.socket = nil
+        poller.remove(socket, cancelled: cancelled)
     }
 }
 
 extension Worker {
     /// The read watch for a UDP socket: through the worker's poller with the `epoll` event loop,
     /// otherwise its own Dispatch source.
-    func watchReadable(fd: Int32, readable: @escaping () -> Void, cancelled: (() -> Void)? = nil) -> ReadWatch {
-        if let poller, let watch = try? poller.watch(fd: fd, readable: readable, cancelled: cancelled) {
+    func watchReadable(_ socket: Socket, readable: @escaping () -> Void, cancelled: (() -> Void)? = nil) -> ReadWatch {
+        if let poller, let watch = try? poller.watch(socket, readable: readable, cancelled: cancelled) {
             return watch
         }
-        return DispatchReadWatch(makeReadSource(fd: fd, readable: readable, cancelled: cancelled))
+        return DispatchReadWatch(makeReadSource(socket, readable: readable, cancelled: cancelled))
     }
 }

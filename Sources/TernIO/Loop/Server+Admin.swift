@@ -3,56 +3,8 @@ import STUN
 import TernCore
 
 extension Server {
-    /// Every figure at one moment: each worker's part is read on its own queue, then summed.
-    public func snapshot(perUser: Bool) -> ServerSnapshot {
-        var s = ServerSnapshot()
-        if perUser { s.users = [:] }
-        s.uptimeSeconds = Clocks.monotonicSeconds() &- startedAt
-        s.draining = draining
-        s.ready = isReady
-        var inUse = 0
-        for w in workers {
-            w.queue.sync {
-                w.handler.addFigures(to: &s, perUser: perUser)
-                var f = WorkerFigures(index: w.index)
-                f.allocations = w.handler.allocations.count
-                let dtlsClients = w.dtlsEndpoints.reduce(0) { $0 + $1.clientCount }
-                f.connections = w.connections.count + dtlsClients
-                f.relaySockets = w.relays.count + w.tcpRelays.count
-                f.datagramsReceived = w.stats.datagramsReceived
-                f.datagramsSent = w.stats.datagramsSent
-                f.bytesReceived = w.stats.bytesReceived
-                f.bytesSent = w.stats.bytesSent
-                f.readFirings = w.stats.readFirings
-                for a in w.handler.allocations.all { f.relayedPackets &+= a.counters.packetsToPeer &+ a.counters.packetsToClient }
-                s.workers.append(f)
-                inUse += f.relaySockets
-                for c in w.connections.values {
-                    s.connections[c.transport == .tls ? "tls" : "tcp", default: 0] += 1
-                }
-                s.connections["dtls", default: 0] += dtlsClients
-                let io = w.stats
-                for (label, n) in [("oversized", io.oversizedDropped), ("send_failed", io.sendDropped),
-                                   ("queue_full", io.streamRelayDropped)] {
-                    s.dropped[label, default: 0] &+= n
-                }
-                s.limited["connections_per_ip", default: 0] &+= io.tcpRefusedPerIP
-                s.limited["handshakes_in_flight", default: 0] &+= io.handshakesRefused
-            }
-        }
-        inUse += workers[0].handler.turn?.shared.reservationCount ?? 0
-        let families = (relayAddresses.ipv4 != nil ? 1 : 0) + (relayAddresses.ipv6 != nil ? 1 : 0)
-        s.relayPorts.rangeSize = relayAddresses.portRange.count * max(families, 1)
-        s.relayPorts.inUse = inUse
-        s.relayPorts.free = max(0, s.relayPorts.rangeSize - inUse)
-        return s
-    }
-
     /// Live allocations on every worker.
     public var allocationCount: Int { withHandlers { $0.allocations.count }.reduce(0, +) }
-
-    /// Listeners bound and not draining.
-    public var isReady: Bool { !bound.isEmpty && !draining }
 
     public func allocationInfos(user: String?, client: String?) -> [AllocationInfo] {
         withHandlers { $0.allocationInfos(user: user, client: client) }.flatMap { $0 }

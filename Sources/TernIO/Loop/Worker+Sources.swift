@@ -2,17 +2,17 @@ import Dispatch
 import STUN
 
 extension Worker {
-    /// The one long-lived read source for `fd`, on this worker's queue. libdispatch's rule: a
-    /// descriptor is closed only in its source's cancel handler (never while the source lives), and
-    /// `stop()` waits for every such close through `closing`.
-    func makeReadSource(fd: Int32, readable: @escaping () -> Void,
+    /// The one long-lived read source for `socket`, on this worker's queue. libdispatch's rule: a
+    /// descriptor is closed only in its source's cancel handler (never while the source lives), so
+    /// the handler holds the socket and closes it; `stop()` waits for every such close through `closing`.
+    func makeReadSource(_ socket: Socket, readable: @escaping () -> Void,
                         cancelled: (() -> Void)? = nil) -> DispatchSourceRead {
-        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+        let source = DispatchSource.makeReadSource(fileDescriptor: socket.fd, queue: queue)
         let group = closing
         group.enter()
         source.setEventHandler(handler: readable)
         source.setCancelHandler {
-            Posix.close(fd)
+            socket.close()
             cancelled?()
             group.leave()
         }

@@ -1,4 +1,3 @@
-import CTernShims
 import Dispatch
 import Logging
 import STUN
@@ -23,13 +22,16 @@ public final class Worker: @unchecked Sendable {
     var udpEndpoints: [UDPEndpoint] = []
     var dtlsEndpoints: [DTLSEndpoint] = []
     var tcpListeners: [TCPListener] = []
-    var connections: [Int32: TCPConnection] = [:]
-    /// The same connections by their worker-local id (what a stream allocation's route names).
-    var connectionsByID: [UInt64: TCPConnection] = [:]
+    /// Stream connections by their worker-local id (what a stream allocation's route names; never
+    /// by descriptor, whose number is reused as soon as it is closed).
+    var connections: [UInt64: StreamConnection] = [:]
     private var lastConnectionID: UInt64 = 0
-    var relays: [Int32: RelaySocket] = [:]
-    /// RFC 6062 TCP relayed addresses (listening sockets), by descriptor.
-    var tcpRelays: [Int32: TCPRelayListener] = [:]
+    /// UDP relay sockets and RFC 6062 TCP relayed addresses, by the handle the core knows them by.
+    var relayTable = RelayTable()
+    /// EVEN-PORT reservations, shared by every worker of the server.
+    let reservedRelays: ReservedRelays
+    /// Makes every socket this worker opens.
+    let sockets: SocketFactory
     /// The server, to find sibling workers (ConnectionBind may land on any worker).
     weak var server: Server?
     /// One recvmmsg/sendmmsg batch for every UDP socket of this worker: handlers run one at a time
@@ -53,8 +55,11 @@ public final class Worker: @unchecked Sendable {
     let streamResponse: UnsafeMutableRawBufferPointer
 
     init(index: Int, handler: RequestHandler, limits: StreamLimits, relayAddresses: RelayAddresses,
-         connectionLimiter: ConnectionLimiter, io: IOConfig = IOConfig(), logger: Logger) {
+         connectionLimiter: ConnectionLimiter, reservedRelays: ReservedRelays = ReservedRelays(),
+         io: IOConfig = IOConfig(), logger: Logger) {
         self.index = index
+        self.reservedRelays = reservedRelays
+        self.sockets = SocketFactory(io: io)
         self.connectionLimiter = connectionLimiter
         self.relayAddresses = relayAddresses
         self.queue = DispatchQueue(label: "tern.worker.\(index)", qos: .userInitiated)
@@ -165,9 +170,9 @@ public final class Worker: @unchecked Sendable {
         }
         guard allocationHighWater - live >= 1024 else { return }
         handler.releaseSpareCapacity()
-        relays.releaseSpareCapacity()
+        relayTable.releaseSpareCapacity()
         poller?.releaseSpareCapacity()
-        _ = tern_malloc_trim()
+        Posix.releaseFreeHeap()
         allocationHighWater = live
     }
 
@@ -181,8 +186,16 @@ public final class Worker: @unchecked Sendable {
         ticker?.cancel()
         ticker = nil
         handler.deallocateAll()
-        for r in Array(relays.values) { r.cancel() }
-        for l in Array(tcpRelays.values) { l.cancel() }
+        for relay in relayTable.all {
+            switch relay {
+            case .udp(let r):
+                relayTable.remove(r.handle)
+                r.cancel()
+            case .tcp(let l):
+                relayTable.remove(l.handle)
+                l.cancel()
+            }
+        }
         for e in udpEndpoints { e.cancel() }
         for d in dtlsEndpoints { d.cancel() }
         dtlsEndpoints.removeAll()

@@ -76,25 +76,36 @@ final class PeerSendBatch {
     private func sendRun(fd: Int32, start: Int, end: Int) -> (sent: Int, bytes: Int) {
         let n = end - start
         if gso && n >= 2, let segment = gsoSegment(start: start, end: end) {
-            let r = tern_send_gso(fd, iovecs + start, Int32(n), UnsafeRawPointer(names + start).assumingMemoryBound(to: sockaddr.self),
-                                  headers[start].msg_hdr.msg_namelen, UInt16(segment))
-            if r >= 0 { return (n, Int(r)) }
-            let e = errno
-            if e == EIO || e == EINVAL || e == ENOPROTOOPT || e == EOPNOTSUPP { gso = false }
+            do {
+                let name = UnsafeRawPointer(names + start).assumingMemoryBound(to: sockaddr.self)
+                if case .done(let bytes) = try Posix.sendSegmented(fd, iovecs + start, count: n, to: name,
+                                                                   length: headers[start].msg_hdr.msg_namelen,
+                                                                   segment: UInt16(segment)) {
+                    return (n, bytes)
+                }
+            } catch {
+                let e = error.errno
+                if e == EIO || e == EINVAL || e == ENOPROTOOPT || e == EOPNOTSUPP { gso = false }
+            }
             // Fall through to sendmmsg (also for EAGAIN: it sends what fits).
         }
         var sent = 0, bytes = 0
         while sent < n {
-            let r = tern_sendmmsg(fd, headers + start + sent, UInt32(n - sent), tern_msg_nosignal())
-            if r <= 0 {
-                if r < 0 && errno == EINTR { continue }
-                // EAGAIN (send buffer full) or an ICMP error from an earlier datagram: skip one and go on.
-                if r < 0 && (errno == ECONNREFUSED || errno == EHOSTUNREACH || errno == ENETUNREACH) { sent += 1; continue }
+            let r: Int
+            do {
+                guard case .done(let k) = try Posix.sendmmsg(fd, headers + start + sent, count: n - sent), k > 0 else {
+                    break  // EAGAIN: the send buffer is full
+                }
+                r = k
+            } catch {
+                // An ICMP error from an earlier datagram: skip one and go on.
+                let e = error.errno
+                if e == ECONNREFUSED || e == EHOSTUNREACH || e == ENETUNREACH { sent += 1; continue }
                 break
             }
             var j = 0
-            while j < Int(r) { bytes &+= iovecs[start + sent + j].iov_len; j &+= 1 }
-            sent += Int(r)
+            while j < r { bytes &+= iovecs[start + sent + j].iov_len; j &+= 1 }
+            sent += r
         }
         return (sent, bytes)
     }

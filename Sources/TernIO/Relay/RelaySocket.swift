@@ -11,21 +11,22 @@ import TernCore
 /// shared batch, turned into ChannelData or Data indications by the handler in the batch's send
 /// slots, and sent to the clients with one sendmmsg per client-facing socket.
 final class RelaySocket {
-    let fd: Int32
+    let socket: Socket
+    /// What the core knows this socket by.
+    let handle: RelayHandle
     let bound: TransportAddress
     unowned let worker: Worker
     private var source: ReadWatch?
 
-    init(fd: Int32, bound: TransportAddress, worker: Worker) {
-        self.fd = fd
+    init(socket: Socket, handle: RelayHandle, bound: TransportAddress, worker: Worker) {
+        self.socket = socket
+        self.handle = handle
         self.bound = bound
         self.worker = worker
     }
 
     func start() {
-        let fd = self.fd
-        source = worker.watchReadable(fd: fd, readable: { [unowned self] in self.readable() },
-                                      cancelled: { [weak worker] in worker?.relays[fd] = nil })
+        source = worker.watchReadable(socket, readable: { [unowned self] in self.readable() })
     }
 
     func cancel() {
@@ -36,9 +37,9 @@ final class RelaySocket {
     private func readable() {
         let batch = worker.batch
         let handler = worker.handler
-        let handle = RelayHandle(fd)
+        let handle = self.handle
         var out = 0
-        worker.drainDatagrams(fd, datagram: { i in
+        worker.drainDatagrams(socket.fd, datagram: { i in
             let payload = batch.received(i)
             let peer = TernSocketAddress.transportAddress(batch.recvNames + i)
             switch handler.handlePeerData(relay: handle, peer: peer, payload: payload, output: batch.sendSlot(out)) {
@@ -55,7 +56,7 @@ final class RelaySocket {
                 }
                 if route.connection != 0 {
                     // A stream client: straight onto its connection (bounded queue, see sendRelayed).
-                    worker.connectionsByID[route.connection]?
+                    worker.connections[route.connection]?
                         .sendRelayed(UnsafeRawBufferPointer(rebasing: batch.sendSlot(out)[0..<length]))
                     return
                 }

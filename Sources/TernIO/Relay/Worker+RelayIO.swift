@@ -29,31 +29,6 @@ extension Worker: RelayIO {
         return nil
     }
 
-    /// A non-blocking UDP socket bound to exactly `address` (no SO_REUSEPORT: a relay port is ours alone).
-    private func bindRelay(_ address: TransportAddress, dontFragment: Bool) -> Result<Int32, SystemError> {
-        let v6 = address.ip.family == .ipv6
-        let fd: Int32
-        do {
-            fd = try Posix.socket(domain: v6 ? AF_INET6 : AF_INET, type: Int32(SOCK_DGRAM.rawValue))
-        } catch {
-            return .failure(error)
-        }
-        do throws(SystemError) {
-            if v6 { try Posix.setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1) }
-            if dontFragment && tern_set_dont_fragment(fd, v6 ? 1 : 0) != 0 {
-                throw SystemError("setsockopt(dont fragment)", errno: errno)
-            }
-            if io.relayReceiveBuffer > 0 || io.relaySendBuffer > 0 {
-                _ = tern_set_buffer_sizes(fd, Int32(clamping: io.relayReceiveBuffer), Int32(clamping: io.relaySendBuffer))
-            }
-            try Posix.bind(fd, TernSocketAddress(address))
-            return .success(fd)
-        } catch {
-            Posix.close(fd)
-            return .failure(error)
-        }
-    }
-
     public func openRelay(family: AddressFamily, near: IPAddress, evenPort: Bool, reserveNext: Bool,
                           dontFragment: Bool) -> Result<OpenedRelay, RelayOpenError> {
         dispatchPrecondition(condition: .onQueue(queue))
@@ -70,67 +45,91 @@ extension Worker: RelayIO {
                 if reserveNext && port + 1 > range.upperBound { continue }
             }
             let address = TransportAddress(ip: ip, port: port)
-            switch bindRelay(address, dontFragment: dontFragment) {
-            case .failure(let e):
-                if e.errno == EADDRINUSE { continue }
-                if e.errno == EAFNOSUPPORT || e.errno == EADDRNOTAVAIL { return .failure(.familyUnavailable) }
-                return .failure(.system(e.errno))
-            case .success(let fd):
-                var reserved: OpenedRelay.Reserved? = nil
-                if reserveNext {
-                    let next = TransportAddress(ip: ip, port: port + 1)
-                    guard case .success(let nfd) = bindRelay(next, dontFragment: dontFragment) else {
-                        Posix.close(fd)
-                        continue
-                    }
-                    reserved = OpenedRelay.Reserved(handle: RelayHandle(nfd), bound: next)
-                }
-                startRelay(fd: fd, bound: address)
-                return .success(OpenedRelay(handle: RelayHandle(fd), bound: address, reservedNext: reserved))
+            let socket: Socket
+            do {
+                socket = try sockets.relay(address, dontFragment: dontFragment)
+            } catch {
+                if error.errno == EADDRINUSE { continue }
+                if error.errno == EAFNOSUPPORT || error.errno == EADDRNOTAVAIL { return .failure(.familyUnavailable) }
+                return .failure(.system(error.errno))
             }
+            var reserved: OpenedRelay.Reserved? = nil
+            if reserveNext {
+                // RFC 8656 section 14.6 (EVEN-PORT with R): port + 1 is held for a later Allocate.
+                let next = TransportAddress(ip: ip, port: port + 1)
+                guard let held = try? sockets.relay(next, dontFragment: dontFragment) else {
+                    socket.close()  // never watched: closed at once
+                    continue
+                }
+                reserved = OpenedRelay.Reserved(handle: reservedRelays.hold(held), bound: next)
+            }
+            guard let handle = startRelay(socket, bound: address) else {
+                if let reserved { reservedRelays.take(reserved.handle)?.close() }
+                return .failure(.noPortAvailable)
+            }
+            return .success(OpenedRelay(handle: handle, bound: address, reservedNext: reserved))
         }
         return .failure(.noPortAvailable)
     }
 
-    private func startRelay(fd: Int32, bound: TransportAddress) {
-        let socket = RelaySocket(fd: fd, bound: bound, worker: self)
-        relays[fd] = socket
-        socket.start()
+    /// Gives `socket` a handle and starts reading from it; nil (and the socket closed) when this
+    /// worker has no handle left.
+    private func startRelay(_ socket: Socket, bound: TransportAddress) -> RelayHandle? {
+        guard let handle = relayTable.reserveHandle() else {
+            socket.close()
+            return nil
+        }
+        let relay = RelaySocket(socket: socket, handle: handle, bound: bound, worker: self)
+        relayTable.insert(.udp(relay), for: handle)
+        relay.start()
+        return handle
     }
 
     public func adoptReserved(_ reserved: OpenedRelay.Reserved, dontFragment: Bool) -> OpenedRelay {
         dispatchPrecondition(condition: .onQueue(queue))
-        if dontFragment { _ = tern_set_dont_fragment(reserved.handle.raw, reserved.bound.ip.family == .ipv6 ? 1 : 0) }
-        startRelay(fd: reserved.handle.raw, bound: reserved.bound)
-        return OpenedRelay(handle: reserved.handle, bound: reserved.bound)
+        // The reservation may come from another worker: this one gives the socket a handle of its own.
+        guard let socket = reservedRelays.take(reserved.handle) else {
+            return OpenedRelay(handle: reserved.handle, bound: reserved.bound)
+        }
+        if dontFragment { try? Posix.setDontFragment(socket.fd, ipv6: reserved.bound.ip.family == .ipv6) }
+        let handle = startRelay(socket, bound: reserved.bound) ?? reserved.handle
+        return OpenedRelay(handle: handle, bound: reserved.bound)
     }
 
     public func closeRelay(_ handle: RelayHandle) {
-        if let r = relays[handle.raw] {
+        switch relayTable[handle] {
+        case .udp(let r)?:
+            relayTable.remove(handle)
             r.cancel()
-        } else {
+        case .tcp?:
             closeTCPRelay(handle)
+        case nil:
+            break
         }
     }
 
     public func discardReserved(_ reserved: OpenedRelay.Reserved) {
         // A reserved socket never had a Dispatch source: it may be closed at once.
-        Posix.close(reserved.handle.raw)
+        reservedRelays.take(reserved.handle)?.close()
     }
 
     public func sendToPeer(from handle: RelayHandle, to peer: TransportAddress, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let fd = relayTable.udp(handle)?.socket.fd else {
+            stats.sendDropped &+= 1
+            return false
+        }
         // While a UDP endpoint drains a batch, the payload (inside the receive batch) is queued and
         // leaves with the rest of the batch: sendmmsg per relay socket, GSO for a stream to one peer.
         if peerBatch.collecting {
             if peerBatch.isFull { flushPeerBatch() }
-            peerBatch.add(fd: handle.raw, peer: peer, payload: bytes)
+            peerBatch.add(fd: fd, peer: peer, payload: bytes)
             return true
         }
         var storage = sockaddr_storage()
         let len = TernSocketAddress.write(peer, into: &storage)
         let r = withUnsafePointer(to: &storage) { p in
             p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Posix.sendto(handle.raw, bytes, to: $0, length: len)
+                Posix.sendto(fd, bytes, to: $0, length: len)
             }
         }
         if r {

@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CTernShims
 import Dispatch
 import STUN
 import TernCore
@@ -9,27 +8,6 @@ import TernCore
 /// RFC 6062 on the event loop: TCP relayed addresses (listening sockets), outgoing connections to
 /// peers from the relayed address, and the joining of peer and client data connections.
 extension Worker {
-    /// A TCP socket bound to exactly `address` with SO_REUSEADDR and SO_REUSEPORT: the relayed
-    /// address listens and connects out from the same port (RFC 6062 section 5.2).
-    func tcpRelaySocket(_ address: TransportAddress) -> Result<Int32, SystemError> {
-        let v6 = address.ip.family == .ipv6
-        do throws(SystemError) {
-            let fd = try Posix.socket(domain: v6 ? AF_INET6 : AF_INET, type: Int32(SOCK_STREAM.rawValue))
-            do throws(SystemError) {
-                if v6 { try Posix.setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1) }
-                try Posix.setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
-                try Posix.setOption(fd, SOL_SOCKET, tern_so_reuseport(), 1)
-                try Posix.bind(fd, TernSocketAddress(address))
-                return .success(fd)
-            } catch {
-                Posix.close(fd)
-                throw error
-            }
-        } catch {
-            return .failure(error)
-        }
-    }
-
     public func openTCPRelay(family: AddressFamily, near: IPAddress) -> Result<OpenedRelay, RelayOpenError> {
         dispatchPrecondition(condition: .onQueue(queue))
         guard let ip = relayAddress(family, near: near) else { return .failure(.familyUnavailable) }
@@ -38,88 +16,79 @@ extension Worker {
         for _ in 0..<64 {
             let address = TransportAddress(ip: ip, port: UInt16.random(in: relayAddresses.portRange, using: &rng))
             guard shared.claimTCPRelayPort(address) else { continue }
-            switch tcpRelaySocket(address) {
-            case .failure(let e):
+            let socket: Socket
+            do {
+                socket = try sockets.tcpRelayListener(address)
+            } catch {
                 shared.releaseTCPRelayPort(address)
-                if e.errno == EADDRINUSE { continue }
-                return .failure(e.errno == EAFNOSUPPORT || e.errno == EADDRNOTAVAIL ? .familyUnavailable : .system(e.errno))
-            case .success(let fd):
-                do {
-                    try Posix.listen(fd, backlog: 64)
-                } catch {
-                    Posix.close(fd)
-                    shared.releaseTCPRelayPort(address)
-                    return .failure(.system(error.errno))
-                }
-                let listener = TCPRelayListener(fd: fd, bound: address, worker: self)
-                tcpRelays[fd] = listener
-                listener.start()
-                return .success(OpenedRelay(handle: RelayHandle(fd), bound: address))
+                if error.errno == EADDRINUSE { continue }
+                return .failure(error.errno == EAFNOSUPPORT || error.errno == EADDRNOTAVAIL ? .familyUnavailable : .system(error.errno))
             }
+            guard let handle = relayTable.reserveHandle() else {
+                socket.close()
+                shared.releaseTCPRelayPort(address)
+                return .failure(.noPortAvailable)
+            }
+            let listener = TCPRelayListener(socket: socket, handle: handle, bound: address, worker: self)
+            relayTable.insert(.tcp(listener), for: handle)
+            listener.start()
+            return .success(OpenedRelay(handle: handle, bound: address))
         }
         return .failure(.noPortAvailable)
     }
 
     public func connectPeer(from relay: RelayHandle, to peer: TransportAddress, connectionID: UInt32) {
         dispatchPrecondition(condition: .onQueue(queue))
-        guard let listener = tcpRelays[relay.raw] else { return }
+        guard let listener = relayTable.tcp(relay) else { return }
         let finish = { [weak self] (success: Bool) in
             guard let self else { return }
             if let (route, n) = self.handler.peerConnectFinished(connectionID: connectionID, relay: relay, success: success,
                                                                  response: self.streamResponse) {
-                self.connectionsByID[route.connection]?.send(UnsafeRawBufferPointer(rebasing: self.streamResponse[0..<n]))
+                self.connections[route.connection]?.send(UnsafeRawBufferPointer(rebasing: self.streamResponse[0..<n]))
             }
         }
-        guard case .success(let fd) = tcpRelaySocket(listener.bound) else { finish(false); return }
-        var storage = TernSocketAddress(peer).storage
-        let len = TernSocketAddress.length(family: peer.ip.family)
-        let r = withUnsafePointer(to: &storage) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, len) }
-        }
-        if r != 0 && errno != EINPROGRESS {
-            Posix.close(fd)
+        // A connect that fails at once (or a socket that cannot be made) is a failed connect.
+        guard let (socket, _) = try? sockets.peerConnection(from: listener.bound, to: peer) else {
             finish(false)
             return
         }
-        let connection = TCPConnection(fd: fd, client: peer, local: listener.bound, transport: .tcp, worker: self)
+        let connection = StreamConnection(socket: socket, client: peer, local: listener.bound, transport: .tcp,
+                                          role: .pipe(nil), worker: self)
         connection.countsAgainstLimit = false
         connection.peerConnectionID = connectionID
         connection.relay = relay
-        connections[fd] = connection
-        connectionsByID[connection.id] = connection
         connection.start()
+        // Also when connect(2) succeeded at once: writability reports it, as for EINPROGRESS.
         connection.startConnecting(completion: finish)
     }
 
     /// A peer connected to a TCP relayed address (RFC 6062 section 5.3).
-    func acceptPeer(fd: Int32, peer: TransportAddress, listener: TCPRelayListener) {
-        let relay = RelayHandle(listener.fd)
+    func acceptPeer(_ socket: Socket, peer: TransportAddress, listener: TCPRelayListener) {
+        let relay = listener.handle
         guard let (id, route, n) = handler.incomingPeerConnection(relay: relay, peer: peer, output: streamResponse) else {
-            Posix.close(fd)  // no source was made for it
+            socket.close()  // no source was made for it
             return
         }
-        let connection = TCPConnection(fd: fd, client: peer, local: listener.bound, transport: .tcp, worker: self)
+        let connection = StreamConnection(socket: socket, client: peer, local: listener.bound, transport: .tcp,
+                                          role: .pipe(nil), worker: self)
         connection.countsAgainstLimit = false
         connection.peerConnectionID = id
         connection.relay = relay
-        connection.becomeRaw()
-        connections[fd] = connection
-        connectionsByID[connection.id] = connection
         connection.start()
-        connectionsByID[route.connection]?.send(UnsafeRawBufferPointer(rebasing: streamResponse[0..<n]))
+        connections[route.connection]?.send(UnsafeRawBufferPointer(rebasing: streamResponse[0..<n]))
     }
 
     /// The peer connection with this CONNECTION-ID on this worker (a scan, once per ConnectionBind).
-    func peerConnection(_ id: UInt32) -> TCPConnection? {
+    func peerConnection(_ id: UInt32) -> StreamConnection? {
         connections.values.first { $0.peerConnectionID == id }
     }
 
     /// RFC 6062 section 5.4: after a successful ConnectionBind, `client` becomes the client data
     /// connection of peer connection `id`. When another worker owns the peer connection, the
     /// client's descriptor moves there (dup, then this connection closes its own copy).
-    func bindDataConnection(_ client: TCPConnection, connectionID id: UInt32, owner: Int, reply: [UInt8], leftover: [UInt8]) {
+    func bindDataConnection(_ client: StreamConnection, connectionID id: UInt32, owner: Int, reply: [UInt8], leftover: [UInt8]) {
         if owner == index {
-            client.becomeRaw()
+            client.becomePipe()
             reply.withUnsafeBytes { client.send($0) }
             guard let peer = peerConnection(id) else { client.close(reason: .peerClosed); return }
             client.preload(leftover)
@@ -128,26 +97,24 @@ extension Worker {
         }
         guard let workers = server?.workers, owner >= 0, owner < workers.count else { client.close(reason: .error); return }
         let target = workers[owner]
-        let copy = dup(client.fd)
+        let copy = try? client.stream.socket.duplicate()
         let clientAddress = client.client, local = client.local, transport = client.transport
         let session = client.tls  // moves with the descriptor; used on one queue at a time
         client.handOver()
-        guard copy >= 0 else { return }
-        let box = SessionBox(session)
+        guard let copy else { return }
+        let box = HandOver(socket: copy, session: session)
         target.queue.async {
-            target.adoptDataConnection(fd: copy, client: clientAddress, local: local, transport: transport,
-                                       tls: box.session, connectionID: id, reply: reply, leftover: leftover)
+            target.adoptDataConnection(box, client: clientAddress, local: local, transport: transport,
+                                       connectionID: id, reply: reply, leftover: leftover)
         }
     }
 
-    func adoptDataConnection(fd: Int32, client: TransportAddress, local: TransportAddress, transport: ClientTransport,
-                             tls: TLSSession?, connectionID id: UInt32, reply: [UInt8], leftover: [UInt8]) {
-        let connection = TCPConnection(fd: fd, client: client, local: local, transport: transport, worker: self)
-        connection.tls = tls
-        guard connectionLimiter.admit(client.ip) else { Posix.close(fd); return }
-        connections[fd] = connection
-        connectionsByID[connection.id] = connection
-        connection.becomeRaw()
+    fileprivate func adoptDataConnection(_ handOver: HandOver, client: TransportAddress, local: TransportAddress,
+                                         transport: ClientTransport, connectionID id: UInt32, reply: [UInt8], leftover: [UInt8]) {
+        guard connectionLimiter.admit(client.ip) else { handOver.socket.close(); return }
+        let transform: ByteTransform = handOver.session.map { .tls(TLSTransform(session: $0, readChunk: 16 * 1024)) } ?? .plain
+        let connection = StreamConnection(socket: handOver.socket, client: client, local: local, transport: transport,
+                                          transform: transform, role: .pipe(nil), worker: self)
         connection.start()
         reply.withUnsafeBytes { connection.send($0) }
         guard let peer = peerConnection(id) else { connection.close(reason: .peerClosed); return }
@@ -157,7 +124,8 @@ extension Worker {
 
     /// Closes a TCP relay's listener and every peer connection of it (the allocation ended).
     func closeTCPRelay(_ handle: RelayHandle) {
-        guard let listener = tcpRelays[handle.raw] else { return }
+        guard let listener = relayTable.tcp(handle) else { return }
+        relayTable.remove(handle)
         handler.turn?.shared.releaseTCPRelayPort(listener.bound)
         listener.cancel()
         for c in Array(connections.values) where c.relay == handle {
@@ -174,41 +142,36 @@ extension Worker {
     }
 }
 
-/// Carries a TLS session from one worker's queue to another's (handed over, never shared).
-private final class SessionBox: @unchecked Sendable {
+/// Carries a client data connection's socket and TLS session from one worker's queue to another's
+/// (handed over, never shared).
+private final class HandOver: @unchecked Sendable {
+    let socket: Socket
     let session: TLSSession?
-    init(_ session: TLSSession?) { self.session = session }
+    init(socket: Socket, session: TLSSession?) {
+        self.socket = socket
+        self.session = session
+    }
 }
 
-/// The listening socket of a TCP relayed transport address.
+/// The listening socket of a TCP relayed transport address (RFC 6062 section 5.1).
 final class TCPRelayListener {
-    let fd: Int32
+    /// What the core knows this relayed address by.
+    let handle: RelayHandle
     let bound: TransportAddress
     unowned let worker: Worker
-    private var source: DispatchSourceRead?
+    private let loop: AcceptLoop
 
-    init(fd: Int32, bound: TransportAddress, worker: Worker) {
-        self.fd = fd
+    init(socket: Socket, handle: RelayHandle, bound: TransportAddress, worker: Worker) {
+        self.handle = handle
         self.bound = bound
         self.worker = worker
+        self.loop = AcceptLoop(socket: socket, bound: bound, worker: worker, maxPerFiring: 16)
+        loop.accepted = { [unowned self] in self.worker.acceptPeer($0, peer: $1, listener: self) }
     }
 
-    func start() {
-        let fd = self.fd
-        source = worker.makeReadSource(fd: fd, readable: { [unowned self] in self.acceptable() },
-                                       cancelled: { [weak worker] in worker?.tcpRelays[fd] = nil })
-    }
+    var socket: Socket { loop.socket }
 
-    func cancel() {
-        source?.cancel()
-        source = nil
-    }
+    func start() { loop.start() }
 
-    private func acceptable() {
-        for _ in 0..<16 {
-            guard source != nil else { return }
-            guard case .done(let (cfd, peer))? = try? Posix.accept(fd) else { return }
-            worker.acceptPeer(fd: cfd, peer: peer.transportAddress, listener: self)
-        }
-    }
+    func cancel() { loop.cancel() }
 }

@@ -39,7 +39,7 @@ final class DTLSEndpoint {
     /// Ids of DTLS clients carry this bit, so a ClientRoute tells them from TCP connections.
     static let idBit: UInt64 = 1 << 63
 
-    let fd: Int32
+    let socket: Socket
     let bound: TransportAddress
     unowned let worker: Worker
     let index: Int
@@ -56,8 +56,8 @@ final class DTLSEndpoint {
     /// that completes many handshakes must not exhaust memory).
     let maxClients = 10_000
 
-    init(fd: Int32, bound: TransportAddress, worker: Worker, index: Int, listener: DTLSListener) {
-        self.fd = fd
+    init(socket: Socket, bound: TransportAddress, worker: Worker, index: Int, listener: DTLSListener) {
+        self.socket = socket
         self.bound = bound
         self.worker = worker
         self.index = index
@@ -65,7 +65,7 @@ final class DTLSEndpoint {
     }
 
     func start() {
-        source = worker.makeReadSource(fd: fd, readable: { [unowned self] in self.readable() })
+        source = worker.makeReadSource(socket, readable: { [unowned self] in self.readable() })
     }
 
     func cancel() {
@@ -82,7 +82,7 @@ final class DTLSEndpoint {
 
     private func readable() {
         let batch = worker.batch
-        worker.drainDatagrams(fd, datagram: { i in
+        worker.drainDatagrams(socket.fd, datagram: { i in
             let from = TernSocketAddress.transportAddress(batch.recvNames + i)
             handle(batch.received(i), from: from, local: bound)
         }, batchDone: {}, failed: { _ in false })
@@ -182,7 +182,7 @@ final class DTLSEndpoint {
         var storage = sockaddr_storage()
         let len = TernSocketAddress.write(to, into: &storage)
         let ok = withUnsafePointer(to: &storage) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { Posix.sendto(fd, bytes, to: $0, length: len) }
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { Posix.sendto(socket.fd, bytes, to: $0, length: len) }
         }
         if ok {
             worker.stats.datagramsSent &+= 1

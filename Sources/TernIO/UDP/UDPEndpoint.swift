@@ -14,7 +14,7 @@ import TernCore
 /// batch into the batch's send slots, and sends the answers with one sendmmsg. A firing is Dispatch's
 /// expensive part on Linux (about 8 extra system calls), so each one carries as many packets as it can.
 final class UDPEndpoint {
-    let fd: Int32
+    let socket: Socket
     let bound: TransportAddress
     let isWildcard: Bool
     unowned let worker: Worker
@@ -24,8 +24,8 @@ final class UDPEndpoint {
     /// Scratch for the local address of the datagram being handled.
     private let localScratch: UnsafeMutablePointer<sockaddr_storage>
 
-    init(fd: Int32, bound: TransportAddress, worker: Worker, index: Int) {
-        self.fd = fd
+    init(socket: Socket, bound: TransportAddress, worker: Worker, index: Int) {
+        self.socket = socket
         self.bound = bound
         self.isWildcard = bound.ip.isUnspecified
         self.worker = worker
@@ -39,7 +39,7 @@ final class UDPEndpoint {
     }
 
     func start() {
-        source = worker.watchReadable(fd: fd, readable: { [unowned self] in self.readable() })
+        source = worker.watchReadable(socket, readable: { [unowned self] in self.readable() })
     }
 
     /// A removed listener (reload) stays in `udpEndpoints` so that the other endpoints keep their
@@ -62,7 +62,7 @@ final class UDPEndpoint {
             worker.flushPeerBatch()
             worker.peerBatch.collecting = false
         }
-        worker.drainDatagrams(fd, datagram: { i in
+        worker.drainDatagrams(socket.fd, datagram: { i in
             let packet = batch.received(i)
             let client = TernSocketAddress.transportAddress(batch.recvNames + i)
             var local = bound
@@ -97,6 +97,7 @@ final class UDPEndpoint {
             worker.stats.sendDropped &+= UInt64(count)
             return
         }
+        let fd = socket.fd
         var sent = start
         let end = start + count
         while sent < end {
