@@ -1,7 +1,6 @@
 import STUN
 
-/// The transport a listener speaks. `tls` and `dtls` are accepted by the parser; the server does
-/// not implement them yet.
+/// The transport a listener speaks: STUN/TURN over UDP, TCP, TLS over TCP, or DTLS over UDP.
 public enum ListenerTransport: String, Sendable, CaseIterable {
     case udp, tcp, tls, dtls
 
