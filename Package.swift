@@ -1,7 +1,7 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-// Layers point inwards only (see ARCHITECTURE notes in README):
+// Layers point inwards only (see "Layout" in README.md):
 //   STUN (codec, no I/O)  <-  TernCore (server logic, no sockets)  <-  TernIO (event loop)  <-  tern (CLI)
 let package = Package(
     name: "tern",
@@ -21,9 +21,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
-        // C: OpenSSL (HMAC/MD5/SHA now, TLS/DTLS later) through pkg-config.
+        // C: OpenSSL (HMAC/MD5/SHA, TLS and DTLS) through pkg-config.
         .systemLibrary(
             name: "COpenSSL",
             pkgConfig: "openssl",
@@ -51,11 +52,11 @@ let package = Package(
             ]
         ),
 
-        // The event loop: POSIX wrappers, workers on Dispatch sources, UDP/TCP listeners.
+        // The event loop: POSIX wrappers, workers on Dispatch sources, UDP/TCP/TLS/DTLS listeners and relays.
         .target(
             name: "TernIO",
             dependencies: [
-                "STUN", "TernCore", "CTernShims", "CSystemd", "COpenSSL",
+                "STUN", "TernCore", "CTernShims", "COpenSSL",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -68,6 +69,7 @@ let package = Package(
                 "TernCore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

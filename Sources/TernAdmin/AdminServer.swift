@@ -8,9 +8,8 @@ import TernCore
 /// health checks, on its own listener (never a relay port). Every route reads through
 /// `AdminBackend`, so the endpoint never touches a worker's state.
 ///
-/// Routes (described in `docs/admin-api.openapi.json`, which the tests check against this server):
-/// `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /stats`, `GET /allocations?user=&client=`,
-/// `GET /allocations/{id}`, `DELETE /allocations/{id}`, `GET /users/{name}`.
+/// The routes are listed once, in `table`; `docs/admin-api.openapi.json` describes them, and the
+/// tests check that document against this server.
 public final class AdminServer: Sendable {
     public let settings: AdminConfig
     let backend: any AdminBackend
@@ -25,11 +24,58 @@ public final class AdminServer: Sendable {
         self.logger = logger
     }
 
-    /// Every route, as `docs/admin-api.openapi.json` lists it (the tests compare the two).
-    public static let routes: [(method: String, path: String)] = [
-        ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/stats"), ("GET", "/allocations"),
-        ("GET", "/allocations/{id}"), ("DELETE", "/allocations/{id}"), ("GET", "/users/{name}"),
+    /// One route: its method, its path as `docs/admin-api.openapi.json` writes it (`{id}` for a
+    /// parameter, which Hummingbird's router reads the same way), and what answers it.
+    struct Route: Sendable {
+        let method: HTTPRequest.Method
+        let path: String
+        let respond: @Sendable (AdminServer, Request, BasicRequestContext) async throws -> Response
+    }
+
+    /// The one route table: `router()` registers it and `routes` lists it (the tests compare that list
+    /// with the OpenAPI document).
+    static let table: [Route] = [
+        Route(method: .get, path: "/healthz") { server, _, _ in
+            server.json(["status": "ok"])
+        },
+        Route(method: .get, path: "/readyz") { server, _, _ in
+            server.backend.isReady ? server.json(["status": "ready"])
+                : server.json(["status": "not ready"], status: .serviceUnavailable)
+        },
+        Route(method: .get, path: "/metrics") { server, _, _ in
+            let text = server.exporter.render(await server.backend.snapshot(perUser: server.settings.perUserMetrics))
+            return Response(status: .ok,
+                            headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                            body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+        },
+        Route(method: .get, path: "/stats") { server, _, _ in
+            server.json(await server.backend.snapshot(perUser: server.settings.perUserMetrics))
+        },
+        Route(method: .get, path: "/allocations") { server, request, _ in
+            let q = request.uri.queryParameters
+            let list = await server.backend.allocations(user: q["user"].map(String.init), client: q["client"].map(String.init))
+            return server.json(AllocationList(count: list.count, allocations: list))
+        },
+        Route(method: .get, path: "/allocations/{id}") { server, _, context in
+            let id = try context.parameters.require("id")
+            guard let info = await server.backend.allocation(id: id) else { return server.notFound("no allocation \(id)") }
+            return server.json(info)
+        },
+        Route(method: .delete, path: "/allocations/{id}") { server, _, context in
+            let id = try context.parameters.require("id")
+            guard await server.backend.deleteAllocation(id: id) else { return server.notFound("no allocation \(id)") }
+            return server.json(["deleted": id])
+        },
+        Route(method: .get, path: "/users/{name}") { server, _, context in
+            let name = try context.parameters.require("name")
+            return server.json(await server.backend.user(name))
+        },
     ]
+
+    /// Every route as method and path, in the OpenAPI document's spelling.
+    public static var routes: [(method: String, path: String)] {
+        table.map { ($0.method.rawValue, $0.path) }
+    }
 
     /// The routes, behind the bearer-token check when a token is configured.
     public func router() -> Router<BasicRequestContext> {
@@ -37,44 +83,10 @@ public final class AdminServer: Sendable {
         if let token = settings.token {
             router.add(middleware: BearerTokenMiddleware(token: token))
         }
-        let backend = self.backend
-        let exporter = self.exporter
-        let perUser = settings.perUserMetrics
-
-        router.get("/healthz") { _, _ in
-            Self.json(["status": "ok"])
-        }
-        router.get("/readyz") { _, _ in
-            backend.isReady ? Self.json(["status": "ready"])
-                : Self.json(["status": "not ready"], status: .serviceUnavailable)
-        }
-        router.get("/metrics") { _, _ in
-            let text = exporter.render(await backend.snapshot(perUser: perUser))
-            return Response(status: .ok,
-                            headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                            body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
-        }
-        router.get("/stats") { _, _ in
-            Self.json(await backend.snapshot(perUser: perUser))
-        }
-        router.get("/allocations") { request, _ in
-            let q = request.uri.queryParameters
-            let list = await backend.allocations(user: q["user"].map(String.init), client: q["client"].map(String.init))
-            return Self.json(AllocationList(count: list.count, allocations: list))
-        }
-        router.get("/allocations/:id") { _, context in
-            let id = try context.parameters.require("id")
-            guard let info = await backend.allocation(id: id) else { return Self.notFound("no allocation \(id)") }
-            return Self.json(info)
-        }
-        router.delete("/allocations/:id") { _, context in
-            let id = try context.parameters.require("id")
-            guard await backend.deleteAllocation(id: id) else { return Self.notFound("no allocation \(id)") }
-            return Self.json(["deleted": id])
-        }
-        router.get("/users/:name") { _, context in
-            let name = try context.parameters.require("name")
-            return Self.json(await backend.user(name))
+        for route in Self.table {
+            router.on(RouterPath(route.path), method: route.method) { request, context in
+                try await route.respond(self, request, context)
+            }
         }
         return router
     }
@@ -101,13 +113,29 @@ public final class AdminServer: Sendable {
         return e
     }()
 
-    static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) -> Response {
-        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+    /// `value` as JSON with `status`. A value that does not encode is a bug here, not the client's:
+    /// it is logged and answered with 500 and a JSON error (never a made-up empty body).
+    func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) -> Response {
+        Self.json(value, status: status, logger: logger)
+    }
+
+    static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok, logger: Logger) -> Response {
+        let (status, data) = encoded(value, status: status, logger: logger)
         return Response(status: status, headers: [.contentType: "application/json"],
                         body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
     }
 
-    static func notFound(_ message: String) -> Response {
+    /// The status and JSON body for `value`: `status` and its encoding, or 500 and an error object.
+    static func encoded<T: Encodable>(_ value: T, status: HTTPResponse.Status, logger: Logger) -> (HTTPResponse.Status, Data) {
+        do {
+            return (status, try encoder.encode(value))
+        } catch {
+            logger.error("admin: cannot encode the answer", metadata: ["type": "\(T.self)", "error": "\(error)"])
+            return (.internalServerError, Data(#"{"error":"internal error: the answer could not be encoded"}"#.utf8))
+        }
+    }
+
+    func notFound(_ message: String) -> Response {
         json(["error": message], status: .notFound)
     }
 }

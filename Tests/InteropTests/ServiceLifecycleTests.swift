@@ -28,18 +28,35 @@ extension HeavyInteropTests {
             """
         }
 
-        /// turnutils_peer on a free port; killed by the returned closure.
+        /// turnutils_peer on a free port, echoing; killed by the returned closure.
         static func startPeer() throws -> (port: UInt16, stop: () -> Void) {
             let port = Tools.freeUDPPort()
-            let peer = Process()
-            peer.executableURL = URL(fileURLWithPath: Tools.peerTool)
-            peer.arguments = ["-p", "\(port)", "-L", "127.0.0.1"]
-            peer.standardOutput = FileHandle.nullDevice
-            peer.standardError = FileHandle.nullDevice
-            try peer.run()
-            Thread.sleep(forTimeInterval: 0.2)
-            // SIGKILL: children of the test runner inherit a signal mask that blocks SIGTERM.
-            return (port, { kill(peer.processIdentifier, SIGKILL); peer.waitUntilExit() })
+            let peer = try Tools.startPeer(port: port)
+            if !peer.ready { peer.stop() }
+            try #require(peer.ready, "turnutils_peer does not echo on port \(port)")
+            return (port, peer.stop)
+        }
+
+        /// Waits (bounded) until the admin endpoint counts relayed client-to-peer packets: a relay is
+        /// under way.
+        static func waitForRelaying(_ admin: TransportAddress, within seconds: TimeInterval = 10) -> Bool {
+            let deadline = Date().addingTimeInterval(seconds)
+            while Date() < deadline {
+                if let packets = statInt(admin, ["relayed", "clientToPeer", "packets"]), packets > 0 { return true }
+                Thread.sleep(forTimeInterval: 0.02)
+            }
+            return false
+        }
+
+        /// One integer from `/stats`, by its keys.
+        static func statInt(_ admin: TransportAddress, _ path: [String]) -> Int? {
+            guard let body = httpRequest(admin, "/stats")?.body,
+                  var node = try? JSONSerialization.jsonObject(with: Data(body.utf8)) else { return nil }
+            for key in path {
+                guard let next = (node as? [String: Any])?[key] else { return nil }
+                node = next
+            }
+            return (node as? NSNumber)?.intValue
         }
 
         /// uclient relaying `messages` per client (2 clients, 20 ms apart) through `server`.
@@ -67,6 +84,7 @@ extension HeavyInteropTests {
             _ = notify.collect(until: { $0.contains("READY=1") })
             let configURL = try #require(tern.configURL)
             let server = try #require(tern.boundListeners().first?.address)
+            let admin = try #require(tern.adminAddress(), "\(tern.stderr)")
             let (peerPort, stopPeer) = try Self.startPeer()
             defer { stopPeer() }
 
@@ -78,7 +96,7 @@ extension HeavyInteropTests {
             let running = Self.inBackground {
                 try Self.uclient(["-u", "alice", "-w", "wonderland"], server: server, peerPort: peerPort, messages: 100)
             }
-            Thread.sleep(forTimeInterval: 0.7)
+            #expect(Self.waitForRelaying(admin), "alice's relay did not start")
             try Self.config(users: ["alice": "wonderland", "carol": "c4rol"], secrets: ["s3cret", "n3w-secret"], extraListener: true)
                 .write(to: configURL, atomically: true, encoding: .utf8)
             kill(tern.process.processIdentifier, SIGHUP)
@@ -125,7 +143,7 @@ extension HeavyInteropTests {
             let running = Self.inBackground {
                 try Self.uclient(["-u", "alice", "-w", "wonderland"], server: server, peerPort: peerPort, messages: 100)
             }
-            Thread.sleep(forTimeInterval: 0.7)
+            #expect(Self.waitForRelaying(admin), "alice's relay did not start")
             kill(tern.process.processIdentifier, SIGTERM)
             #expect(tern.waitForLog("draining"), "\(tern.stderr)")
             #expect(httpRequest(admin, "/readyz")?.status == 503)
@@ -157,9 +175,13 @@ extension HeavyInteropTests {
             #expect(again.waitForLog("tern listening"), "\(again.stderr)")
             let againServer = try #require(again.boundListeners().first?.address)
             _ = try Self.uclient(["-u", "alice", "-w", "wonderland"], server: againServer, peerPort: peerPort, messages: 2)
+            let againAdmin = try #require(again.adminAddress(), "\(again.stderr)")
             kill(again.process.processIdentifier, SIGTERM)
             #expect(again.waitForLog("draining"), "\(again.stderr)")
-            Thread.sleep(forTimeInterval: 0.3)
+            // Draining with allocations left: it keeps waiting for them (and still answers the admin API).
+            #expect(Self.statInt(againAdmin, ["allocations", "active"]).map { $0 > 0 } == true,
+                    "no allocation left to wait for: \(again.stderr.suffix(800))")
+            #expect(httpRequest(againAdmin, "/readyz")?.status == 503)
             #expect(again.process.isRunning, "exited before the drain ended: \(again.stderr.suffix(800))")
             kill(again.process.processIdentifier, SIGTERM)
             let stopBy = Date().addingTimeInterval(5)

@@ -40,6 +40,58 @@ extension HeavyInteropTests {
             return UInt16(bigEndian: addr.sin_port)
         }
 
+        /// Starts turnutils_peer (an echo peer) on `port` at `addresses`, and waits (bounded) until it
+        /// echoes a datagram on each of them. Killed by the returned closure.
+        static func startPeer(port: UInt16, addresses: [String] = ["127.0.0.1"]) throws -> (stop: () -> Void, ready: Bool) {
+            let peer = Process()
+            peer.executableURL = URL(fileURLWithPath: peerTool)
+            peer.arguments = ["-p", "\(port)"] + addresses.flatMap { ["-L", $0] }
+            peer.standardOutput = FileHandle.nullDevice
+            peer.standardError = FileHandle.nullDevice
+            try peer.run()
+            // SIGKILL: children of the test runner inherit a signal mask that blocks SIGTERM.
+            let stop = { kill(peer.processIdentifier, SIGKILL); peer.waitUntilExit() }
+            let deadline = Date().addingTimeInterval(10)
+            var waiting = addresses
+            while !waiting.isEmpty && peer.isRunning && Date() < deadline {
+                waiting.removeAll { echoes(ip: $0, port: port) }
+            }
+            return (stop, waiting.isEmpty)
+        }
+
+        /// True when a UDP datagram to `ip`:`port` comes back within 50 ms.
+        static func echoes(ip: String, port: UInt16) -> Bool {
+            let v6 = ip.contains(":")
+            let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+            guard fd >= 0 else { return false }
+            defer { close(fd) }
+            var tv = timeval(tv_sec: 0, tv_usec: 50_000)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+            var connected: Int32 = -1
+            if v6 {
+                var a = sockaddr_in6()
+                a.sin6_family = sa_family_t(AF_INET6)
+                a.sin6_port = port.bigEndian
+                guard inet_pton(AF_INET6, ip, &a.sin6_addr) == 1 else { return false }
+                connected = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+            } else {
+                var a = sockaddr_in()
+                a.sin_family = sa_family_t(AF_INET)
+                a.sin_port = port.bigEndian
+                guard inet_pton(AF_INET, ip, &a.sin_addr) == 1 else { return false }
+                connected = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            }
+            guard connected == 0 else { return false }
+            let probe: [UInt8] = Array("tern-probe".utf8)
+            guard probe.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, 0) }) == probe.count else { return false }
+            var reply = [UInt8](repeating: 0, count: 64)
+            let n = reply.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n < 0 && errno == ECONNREFUSED { usleep(10_000) }  // not bound yet: poll again shortly
+            return n == probe.count && Array(reply[0..<n]) == probe
+        }
+
         /// A self-signed certificate for the tls listener, made once per test run.
         static let certificate: (cert: String, key: String) = {
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tern-interop-\(getpid())")
@@ -117,15 +169,9 @@ extension HeavyInteropTests {
             let transport = stream ? (secure ? "tls" : "tcp") : (secure ? "dtls" : "udp")
             let server = try #require(tern.boundListeners().first { $0.address.ip == .loopbackV4 && $0.transport == transport })
             let peerPort = Self.freeUDPPort()
-            let peer = Process()
-            peer.executableURL = URL(fileURLWithPath: Self.peerTool)
-            peer.arguments = ["-p", "\(peerPort)", "-L", "127.0.0.1", "-L", "::1"]
-            peer.standardOutput = FileHandle.nullDevice
-            peer.standardError = FileHandle.nullDevice
-            try peer.run()
-            // SIGKILL: children of the test runner inherit a signal mask that blocks SIGTERM.
-            defer { kill(peer.processIdentifier, SIGKILL); peer.waitUntilExit() }
-            Thread.sleep(forTimeInterval: 0.2)
+            let peer = try Self.startPeer(port: peerPort, addresses: ["127.0.0.1", "::1"])
+            defer { peer.stop() }
+            try #require(peer.ready, "turnutils_peer does not echo on port \(peerPort)")
             // 2 clients x 20 messages of 120 bytes, 5 ms apart: a small rate, as the issue asks.
             let result = try runTool(Self.uclient, options + ["-p", "\(server.address.port)", "-r", "\(peerPort)",
                                                               "-n", "20", "-m", "2", "-l", "120", "-z", "5", "127.0.0.1"],

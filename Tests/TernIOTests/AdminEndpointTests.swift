@@ -3,7 +3,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import STUN
-import TernAdmin
+@testable import TernAdmin
 import TernCore
 import Testing
 @testable import TernIO
@@ -225,5 +225,91 @@ struct AdminEndpointTests {
             _ = try AdminServer(settings: AdminConfig(address: IPAddress(address)!, port: 0), backend: ServerAdminBackend(server),
                                 logger: quietAdminLogger)
         }
+    }
+}
+
+/// An `AdminBackend` with nothing behind it: no server, no allocations.
+final class EmptyAdminBackend: AdminBackend {
+    func snapshot(perUser: Bool) async -> ServerSnapshot { ServerSnapshot() }
+    func allocations(user: String?, client: String?) async -> [AllocationInfo] { [] }
+    func allocation(id: String) async -> AllocationInfo? { nil }
+    func deleteAllocation(id: String) async -> Bool { false }
+    func user(_ name: String) async -> UserInfo { UserInfo(user: name, allocations: [], relayed: RelayedTraffic()) }
+    var isReady: Bool { true }
+}
+
+/// A `LogHandler` that keeps what it is given, for the assertions.
+final class RecordingLogHandler: LogHandler, @unchecked Sendable {
+    private let lock = NSLock()
+    private var records: [(level: Logger.Level, message: String, metadata: Logger.Metadata)] = []
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
+             file: String, function: String, line: UInt) {
+        lock.lock()
+        defer { lock.unlock() }
+        records.append((level, message.description, metadata ?? [:]))
+    }
+
+    var logged: [(level: Logger.Level, message: String, metadata: Logger.Metadata)] {
+        lock.lock()
+        defer { lock.unlock() }
+        return records
+    }
+}
+
+@Suite("Admin endpoint: the route table and its JSON answers, without a TURN server")
+struct AdminRouteTableTests {
+    @Test("Every route in the one table is registered: each answers from its own handler, never the router's bare 404")
+    func everyListedRouteIsServed() async throws {
+        let admin = try AdminServer(settings: AdminConfig(port: 0), backend: EmptyAdminBackend(), logger: quietAdminLogger)
+        #expect(AdminServer.routes.count == AdminServer.table.count)
+        #expect(Set(AdminServer.routes.map { "\($0.method) \($0.path)" }).count == AdminServer.routes.count, "no route twice")
+        try await admin.application().test(.router) { http in
+            for route in AdminServer.routes {
+                // "/allocations/{id}" -> "/allocations/7"
+                let uri = route.path.replacingOccurrences(of: #"\{[a-z]+\}"#, with: "7", options: .regularExpression)
+                let answer = try await adminRequest(http, uri, method: HTTPRequest.Method(route.method) ?? .get)
+                #expect(!answer.contentType.isEmpty, "\(route.method) \(uri): no content type, so no handler ran")
+                #expect(!answer.text.isEmpty, "\(route.method) \(uri): empty body")
+                if answer.status == 404 {
+                    #expect(answer.object["error"] as? String == "no allocation 7", "\(route.method) \(uri)")
+                } else {
+                    #expect(answer.status == 200, "\(route.method) \(uri)")
+                }
+            }
+            // A path outside the table is the router's own 404: no handler, no body.
+            let unknown = try await adminRequest(http, "/nothing-here")
+            #expect(unknown.status == 404)
+            #expect(unknown.text.isEmpty)
+        }
+    }
+
+    @Test("A value that cannot be encoded is answered with 500 and a JSON error, and logged (not 200 with an empty object)")
+    func encodeFailureIs500() throws {
+        let handler = RecordingLogHandler()
+        let logger = Logger(label: "tern.admin.test") { _ in handler }
+        // JSONEncoder refuses NaN unless told how to spell it.
+        let response = AdminServer.json(["ratio": Double.nan], logger: logger)
+        #expect(response.status == .internalServerError)
+        #expect(response.headers[.contentType] == "application/json")
+        let (status, data) = AdminServer.encoded(["ratio": Double.nan], status: .ok, logger: logger)
+        #expect(status == .internalServerError)
+        let body = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect(body.keys.sorted() == ["error"], "the documented Error schema: one string")
+        #expect((body["error"] as? String)?.contains("could not be encoded") == true)
+        // A value that encodes keeps its status.
+        let (okStatus, okData) = AdminServer.encoded(["status": "ok"], status: .ok, logger: logger)
+        #expect(okStatus == .ok)
+        #expect(String(decoding: okData, as: UTF8.self) == #"{"status":"ok"}"#)
+        #expect(handler.logged.count == 2, "one error line per failed answer")
+        #expect(handler.logged.first?.level == .error)
+        #expect(handler.logged.first?.message.contains("encode") == true)
     }
 }

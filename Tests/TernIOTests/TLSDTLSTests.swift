@@ -128,8 +128,48 @@ struct TLSDTLSTests {
         #expect(error?.kind == .configuration)
     }
 
-    @Test func retransmissionTimer() throws {
-        let listener = try DTLSListener(context: try dtlsContext())
+    /// Shuttles a DTLS client through the cookie exchange; returns the server's session and its first flight.
+    private func acceptedSession(_ context: TLSServerContext) throws -> (TLSSession, [[UInt8]])? {
+        let listener = try DTLSListener(context: context)
+        let client = TLSTestClient(dtls: true)
+        client.handshake()
+        guard case .reply(let hvr) = listener.handle(datagram: client.output(), from: clientA) else {
+            Issue.record("expected HVR"); return nil
+        }
+        client.feed(hvr)
+        client.handshake()
+        guard case .accept(let session) = listener.handle(datagram: client.output(), from: clientA) else {
+            Issue.record("expected accept"); return nil
+        }
+        var first: [[UInt8]] = []
+        session.takeDatagrams(into: &first)
+        #expect(!first.isEmpty)
+        return (session, first)
+    }
+
+    @Test("The server's first flight starts OpenSSL's default retransmission timer (at most 2 s); nothing is resent before it expires")
+    func retransmissionTimerRunsAfterTheFirstFlight() throws {
+        guard let (session, first) = try acceptedSession(try dtlsContext()) else { return }
+        let records = first.flatMap { dtlsRecords($0) }
+        #expect(Set(records.map(\.sequence)).count == records.count && records.count >= 3, "one flight: \(records)")
+        // The server flight is "lost": a timer runs, and nothing is retransmitted before it expires.
+        let timeout = try #require(session.retransmitTimeout)
+        #expect(timeout > .zero && timeout <= .seconds(2))
+        try session.handleTimeout()
+        #expect(session.pendingOutput == 0)
+    }
+
+    @Test("An expired timer resends the whole flight and starts a longer one, before which nothing is resent; the client completes the handshake through the copies (test-set timers, no waiting)")
+    func retransmissionWhenTheTimerExpires() throws {
+        let context = try dtlsContext()
+        // The timer durations come from the test (OpenSSL's DTLS_set_timer_cb, installed on each SSL of
+        // this context as its handshake starts; see `testDTLSTimer`): the first flight's timer is 1 us,
+        // which OpenSSL counts as expired at once (it treats under 15 ms left as expired), so no real
+        // time has to pass. OpenSSL checks the timer whenever a handshake read finds nothing, here the
+        // read right after the flight inside `receive`, and sends the flight again there; a session
+        // whose timer expires later does the same from `handleTimeout` (the worker's tick).
+        SSL_CTX_set_info_callback(context.ctx, installTestDTLSTimer)
+        let listener = try DTLSListener(context: context)
         let client = TLSTestClient(dtls: true)
         client.handshake()
         guard case .reply(let hvr) = listener.handle(datagram: client.output(), from: clientA) else {
@@ -140,25 +180,58 @@ struct TLSDTLSTests {
         guard case .accept(let session) = listener.handle(datagram: client.output(), from: clientA) else {
             Issue.record("expected accept"); return
         }
-        var first: [[UInt8]] = []
-        session.takeDatagrams(into: &first)
-        #expect(!first.isEmpty)
-        // The server flight is "lost": a timer runs, and nothing is retransmitted before it expires.
-        let timeout = try #require(session.retransmitTimeout)
-        #expect(timeout > .zero && timeout <= .seconds(2))
+        var datagrams: [[UInt8]] = []
+        session.takeDatagrams(into: &datagrams)
+        // The flight, then the same flight again: same records, later sequence numbers (RFC 6347
+        // section 4.2.4: a retransmission is the whole flight).
+        let records = datagrams.flatMap { dtlsRecords($0) }
+        #expect(records.count >= 6 && records.count % 2 == 0, "\(records)")
+        let flight = records.prefix(records.count / 2), copy = records.suffix(records.count / 2)
+        #expect(flight.map(\.type) == copy.map(\.type) && flight.map(\.length) == copy.map(\.length), "\(records)")
+        #expect((copy.map(\.sequence).min() ?? 0) > (flight.map(\.sequence).max() ?? .max), "\(records)")
+
+        // The next timer (a minute, from the test's callback: the back-off) runs and has not expired:
+        // handleTimeout sends nothing.
+        #expect(try #require(session.retransmitTimeout) > .seconds(50))
         try session.handleTimeout()
         #expect(session.pendingOutput == 0)
-        // Once it expires, handleTimeout retransmits the flight.
-        usleep(UInt32(timeout.components.seconds) * 1_000_000 + UInt32(timeout.components.attoseconds / 1_000_000_000_000) + 50_000)
-        try session.handleTimeout()
-        var again: [[UInt8]] = []
-        session.takeDatagrams(into: &again)
-        #expect(again.count == first.count)
-        #expect(session.retransmitTimeout != nil)
+
+        // The client takes the flight and ignores the copy.
+        for d in datagrams { client.feed(d) }
+        var plaintext: [UInt8] = []
+        try pumpDatagrams(client, session, serverPlaintext: &plaintext)
+        #expect(client.handshakeDone)
+        #expect(session.handshakeComplete)
     }
 
     private func isDrop(_ r: DTLSListenResult) -> Bool {
         if case .drop = r { return true }
         return false
     }
+}
+
+/// OpenSSL's `DTLS_timer_cb` for the retransmission test: a flight's first timer (`previous` 0) is
+/// 1 us, every later one (after a retransmission) a minute.
+private let testDTLSTimer: @convention(c) (OpaquePointer?, UInt32) -> UInt32 = { _, previous in
+    previous == 0 ? 1 : 60_000_000
+}
+
+/// An info callback that gives each SSL of the context `testDTLSTimer` as soon as it is in use.
+private let installTestDTLSTimer: @convention(c) (OpaquePointer?, Int32, Int32) -> Void = { ssl, _, _ in
+    DTLS_set_timer_cb(ssl, testDTLSTimer)
+}
+
+/// The records of one DTLS datagram: content type, epoch, sequence number and length (RFC 6347 section 4.1).
+func dtlsRecords(_ datagram: [UInt8]) -> [(type: UInt8, epoch: UInt16, sequence: UInt64, length: Int)] {
+    var out: [(type: UInt8, epoch: UInt16, sequence: UInt64, length: Int)] = []
+    var i = 0
+    while i + 13 <= datagram.count {
+        let epoch = UInt16(datagram[i + 3]) << 8 | UInt16(datagram[i + 4])
+        var sequence: UInt64 = 0
+        for b in datagram[(i + 5)..<(i + 11)] { sequence = sequence << 8 | UInt64(b) }
+        let length = Int(datagram[i + 11]) << 8 | Int(datagram[i + 12])
+        out.append((datagram[i], epoch, sequence, length))
+        i += 13 + length
+    }
+    return out
 }

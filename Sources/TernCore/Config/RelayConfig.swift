@@ -1,6 +1,6 @@
 import STUN
 
-/// Where relayed transport addresses are allocated (TURN, RFC 8656; not served yet).
+/// Where relayed transport addresses are allocated (TURN, RFC 8656).
 public struct RelayConfig: Sendable, Equatable {
     /// Local IPv4 address relay sockets bind to; nil or 0.0.0.0 lets the server pick.
     public var ipv4: IPAddress?

@@ -1,4 +1,4 @@
-/// `tls`: the certificate for `tls` (and later `dtls`) listeners, reloaded on SIGHUP.
+/// `tls`: the certificate for `tls` and `dtls` listeners, reloaded on SIGHUP.
 public struct TLSConfig: Sendable, Equatable {
     /// PEM file with the certificate chain, leaf first.
     public var certificate: String?

@@ -72,12 +72,12 @@ extension RequestHandler {
         func fail(_ code: Int, _ reason: StaticString? = nil) -> HandlerResult {
             authenticatedResponse(reader, auth: auth, errorCode: code, reason: reason, response: response)
         }
-        // RFC 8656 section 3.1: the client may reach the server over UDP or TCP (TLS and DTLS with the
-        // secure-transport work); the relay side stays UDP whatever the client transport (section 2.1).
+        // RFC 8656 section 3.1: the client may reach the server over UDP, TCP, TLS or DTLS; the relay
+        // side is UDP whatever the client transport (section 2.1), or TCP with RFC 6062 below.
         guard let relayIO else {
             return fail(400, "Allocations over this transport are not supported yet")
         }
-        // REQUESTED-TRANSPORT is mandatory; only UDP (17) relaying for now (442 otherwise).
+        // REQUESTED-TRANSPORT is mandatory: UDP (17), or TCP (6) for RFC 6062; 442 otherwise.
         guard let transportValue = reader.value(of: .requestedTransport), transportValue.count == 4 else {
             return fail(400, "Missing REQUESTED-TRANSPORT")
         }
