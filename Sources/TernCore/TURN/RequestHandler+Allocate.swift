@@ -81,7 +81,7 @@ extension RequestHandler {
         // UDP whatever the client transport (section 2.1), or TCP with RFC 6062. The event loop sets
         // `relayIO` before any packet arrives; without it there is nothing to allocate with.
         guard let relayIO else {
-            return fail(508, "No relay available")
+            return fail(400, "No relay available")
         }
         // Section 7.2: REQUESTED-TRANSPORT is mandatory; UDP (17), or TCP (6, RFC 6062); 442 otherwise.
         // The attributes are read with the codec's getters: a malformed value is a 400.
