@@ -42,7 +42,7 @@ struct AllocateTests {
         #expect(h.client("198.51.100.1:40003").allocate([.lifetime(0)])?.lifetime == 600)
     }
 
-    @Test("SHA-256 integrity is answered in kind; TURN REST API credentials work until their time")
+    @Test("SHA-256 integrity is answered in kind; USERHASH works; TURN REST API credentials work until their time")
     func credentialVariants() throws {
         let h = TurnHarness()
         let sha = h.client()
@@ -51,6 +51,9 @@ struct AllocateTests {
         #expect(m.isSuccess, "\(m)")
         #expect(m.first(.messageIntegritySHA256) != nil)
         #expect(m.first(.messageIntegrity) == nil)
+        let hashed = h.client("198.51.100.1:40003", username: "bob")
+        hashed.useUserhash = true
+        #expect(hashed.allocate().isSuccess)
         let now = h.clock.unixSeconds
         let user = "\(now + 60):carol"
         let rest = h.client("198.51.100.1:40001", username: user,

@@ -102,4 +102,22 @@ struct RelayDataTests {
         h.advance(by: 1)
         #expect(h.fromPeer(Peers.a, to: relay, payload) != nil)
     }
+
+    @Test("Per-user traffic survives the allocation; TURN REST API usernames count under their user id")
+    func perUserCounters() throws {
+        #expect(RequestHandler.userKey("1764100000:carol") == "carol")
+        #expect(RequestHandler.userKey("alice") == "alice")
+        #expect(RequestHandler.userKey("x1:y") == "x1:y")
+        let h = TurnHarness()
+        let c = h.client()
+        #expect(c.allocate().isSuccess)
+        #expect(c.request(.createPermission, [.xorPeerAddress(Peers.a)]).isSuccess)
+        c.sendIndication(to: Peers.a, [1, 2, 3, 4])
+        #expect(h.handler.counters(forUser: "alice").allocations == 1)
+        #expect(c.request(.refresh, [.lifetime(0)]).isSuccess)
+        let after = h.handler.counters(forUser: "alice")
+        #expect(after.allocations == 0)
+        #expect(after.traffic.bytesToPeer == 4)
+        #expect(after.traffic.packetsToPeer == 1)
+    }
 }

@@ -79,6 +79,8 @@ final class TestClient {
     var realm: String?
     var nonce: String?
     var useSHA256 = false
+    /// USERHASH instead of USERNAME (RFC 8489 section 14.4).
+    var useUserhash = false
     var fingerprint = true
 
     init(harness: TurnHarness, context: PacketContext, username: String, password: String) {
@@ -108,7 +110,8 @@ final class TestClient {
         var attrs = attributes
         var mi: [UInt8]? = nil, mi256: [UInt8]? = nil
         if authenticated, let realm, let nonce {
-            attrs += [.username(username), .realm(realm), .nonce(nonce)]
+            attrs.append(useUserhash ? .userhash(userhash(username: username, realm: realm)) : .username(username))
+            attrs += [.realm(realm), .nonce(nonce)]
             if useSHA256 {
                 attrs.append(.passwordAlgorithms([PasswordAlgorithmEntry(.md5), PasswordAlgorithmEntry(.sha256)]))
                 attrs.append(.passwordAlgorithm(.sha256, params: []))
