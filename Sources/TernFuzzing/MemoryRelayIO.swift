@@ -16,6 +16,8 @@ public final class MemoryRelayIO: RelayIO {
     /// Whether to keep every datagram sent in `datagrams` (the core tests); the fuzz target sends
     /// thousands and keeps only the count.
     public var recordsSends = false
+    /// Families with no relay address (openRelay answers `.familyUnavailable`, the handler 440).
+    public var unavailableFamilies: Set<AddressFamily> = []
     public private(set) var datagrams: [SentDatagram] = []
 
     /// One datagram a relay sent to a peer.
@@ -54,6 +56,7 @@ public final class MemoryRelayIO: RelayIO {
 
     public func openRelay(family: AddressFamily, near: IPAddress, evenPort: Bool, reserveNext: Bool,
                           dontFragment: Bool) -> Result<OpenedRelay, RelayOpenError> {
+        guard !unavailableFamilies.contains(family) else { return .failure(.familyUnavailable) }
         let ip = family == .ipv4 ? ipv4 : ipv6
         guard let port = freePort(ip, even: evenPort || reserveNext, pair: reserveNext) else { return .failure(.noPortAvailable) }
         nextHandle &+= 1

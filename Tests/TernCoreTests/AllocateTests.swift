@@ -156,7 +156,7 @@ struct AllocateTests {
 
     @Test("440: a family without a relay, or not a family at all; 400 for a malformed family attribute")
     func family() {
-        let h = TurnHarness(settings: { $0.ipv6Relay = false })
+        let h = TurnHarness(ipv6: false)
         #expect(h.client().allocate([.requestedAddressFamily(.ipv6)]).code == 440)
         // Family 0x03 exists in no RFC: 440 (Address Family not Supported), not 400.
         var raw = h.client("198.51.100.1:40001")

@@ -111,7 +111,7 @@ struct AllocateOptionTests {
         let m = try #require(c.allocate([.additionalAddressFamily(.ipv6)]))
         #expect(c.relayed(m).map(\.ip.family) == [.ipv4, .ipv6])
         #expect(m.first(.addressErrorCode) == nil)
-        let off = TurnHarness(settings: { $0.ipv6Relay = false })
+        let off = TurnHarness(ipv6: false)
         let half = try #require(off.client().allocate([.additionalAddressFamily(.ipv6)]))
         #expect(half.isSuccess)
         #expect(off.client().relayed(half).map(\.ip.family) == [.ipv4])

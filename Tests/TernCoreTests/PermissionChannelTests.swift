@@ -6,8 +6,8 @@ import Testing
 /// invariants `Allocation` keeps between channels, peers and permissions.
 @Suite("CreatePermission and ChannelBind over the in-memory relays")
 struct PermissionChannelTests {
-    func allocated(_ settings: @escaping (inout TurnSettings) -> Void = { _ in }) -> (TurnHarness, TestClient) {
-        let h = TurnHarness(settings: settings)
+    func allocated(_ limits: @escaping (inout TestLimits) -> Void = { _ in }) -> (TurnHarness, TestClient) {
+        let h = TurnHarness(limits: limits)
         let c = h.client()
         #expect(c.allocate().isSuccess)
         return (h, c)
@@ -52,7 +52,7 @@ struct PermissionChannelTests {
 
     @Test("508 past the permissions limit, counted over the whole request")
     func permissionLimit() throws {
-        let (h, c) = allocated { $0.maxPermissionsPerAllocation = 2 }
+        let (h, c) = allocated { $0.permissionsPerAllocation = 2 }
         #expect(c.request(.createPermission, [.xorPeerAddress(Peers.a)]).isSuccess)
         let third = TransportAddress("203.0.113.7:1")!
         #expect(c.request(.createPermission, [.xorPeerAddress(Peers.b), .xorPeerAddress(third)]).code == 508)
@@ -105,10 +105,10 @@ struct PermissionChannelTests {
 
     @Test("508 past the channel limit, and past the permission limit for a channel's new peer")
     func channelLimits() {
-        let (h, c) = allocated { $0.maxChannelsPerAllocation = 1; $0.maxPermissionsPerAllocation = 2 }
+        let (h, c) = allocated { $0.channelsPerAllocation = 1; $0.permissionsPerAllocation = 2 }
         #expect(c.request(.channelBind, [.channelNumber(0x4000), .xorPeerAddress(Peers.a)]).isSuccess)
         #expect(c.request(.channelBind, [.channelNumber(0x4001), .xorPeerAddress(Peers.b)]).code == 508)
-        let h2 = TurnHarness(settings: { $0.maxPermissionsPerAllocation = 1 })
+        let h2 = TurnHarness(limits: { $0.permissionsPerAllocation = 1 })
         let c2 = h2.client()
         #expect(c2.allocate().isSuccess)
         #expect(c2.request(.createPermission, [.xorPeerAddress(Peers.a)]).isSuccess)

@@ -8,7 +8,7 @@ import Testing
 struct QuotaTests {
     @Test("486 past the per-user quota, counted; other users are not affected")
     func perUser() {
-        let h = TurnHarness(settings: { $0.allocationLimits.perUser = 2 })
+        let h = TurnHarness(limits: { $0.allocationsPerUser = 2 })
         #expect(h.client("198.51.100.1:1").allocate().isSuccess)
         #expect(h.client("198.51.100.2:1").allocate().isSuccess)
         #expect(h.client("198.51.100.3:1").allocate().code == 486)
@@ -19,7 +19,7 @@ struct QuotaTests {
 
     @Test("486 past the per-IP quota, whoever the user")
     func perIP() {
-        let h = TurnHarness(settings: { $0.allocationLimits.perIP = 2 })
+        let h = TurnHarness(limits: { $0.allocationsPerIP = 2 })
         #expect(h.client("198.51.100.1:1").allocate().isSuccess)
         #expect(h.client("198.51.100.1:2", username: "bob").allocate().isSuccess)
         #expect(h.client("198.51.100.1:3").allocate().code == 486)
@@ -29,7 +29,7 @@ struct QuotaTests {
 
     @Test("486 past the rate of new allocations per IP; the next second admits again")
     func rate() {
-        let h = TurnHarness(settings: { $0.allocationLimits.ratePerIP = 3 })
+        let h = TurnHarness(limits: { $0.allocationRatePerIP = 3 })
         for port in 1...3 { #expect(h.client("198.51.100.1:\(port)").allocate().isSuccess) }
         #expect(h.client("198.51.100.1:4").allocate().code == 486)
         #expect(h.handler.turnCounters.refusedRate == 1)
@@ -40,8 +40,8 @@ struct QuotaTests {
     @Test("508 past the server's total, shared by every worker's handler")
     func total() {
         let shared = SharedTurnState()
-        let one = TurnHarness(shared: shared, settings: { $0.allocationLimits.total = 2 })
-        let two = TurnHarness(shared: shared, settings: { $0.allocationLimits.total = 2 })
+        let one = TurnHarness(shared: shared, limits: { $0.allocationsTotal = 2 })
+        let two = TurnHarness(shared: shared, limits: { $0.allocationsTotal = 2 })
         #expect(one.client("198.51.100.1:1").allocate().isSuccess)
         #expect(two.client("198.51.100.2:1").allocate().isSuccess)
         #expect(one.client("198.51.100.3:1").allocate().code == 508)
@@ -51,7 +51,7 @@ struct QuotaTests {
 
     @Test("508 when no relay port is free; the refused Allocate keeps no quota")
     func portsExhausted() {
-        let h = TurnHarness(ports: 50_000...50_001, settings: { $0.allocationLimits.perUser = 3 })
+        let h = TurnHarness(ports: 50_000...50_001, limits: { $0.allocationsPerUser = 3 })
         let first = h.client("198.51.100.1:1")
         #expect(first.allocate().isSuccess)
         #expect(h.client("198.51.100.1:2").allocate().isSuccess)
@@ -63,7 +63,7 @@ struct QuotaTests {
 
     @Test("Quotas are given back when allocations expire")
     func givenBackAtExpiry() {
-        let h = TurnHarness(settings: { $0.allocationLimits.perUser = 1; $0.allocationLimits.perIP = 1 })
+        let h = TurnHarness(limits: { $0.allocationsPerUser = 1; $0.allocationsPerIP = 1 })
         #expect(h.client("198.51.100.1:1").allocate().isSuccess)
         #expect(h.client("198.51.100.1:2").allocate().code == 486)
         h.advance(by: 600)

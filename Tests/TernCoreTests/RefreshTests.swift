@@ -25,7 +25,7 @@ struct RefreshTests {
 
     @Test("LIFETIME 0 deletes the allocation and frees its relay and quota; then 437")
     func delete() throws {
-        let h = TurnHarness(settings: { $0.allocationLimits.perUser = 1 })
+        let h = TurnHarness(limits: { $0.allocationsPerUser = 1 })
         let c = h.client()
         #expect(c.allocate().isSuccess)
         #expect(h.relays.openCount == 1)

@@ -89,7 +89,7 @@ struct RelayDataTests {
 
     @Test("Bandwidth per allocation: past this second's budget payload is dropped; the next second refills")
     func bandwidth() throws {
-        let h = TurnHarness(settings: { $0.bandwidthPerAllocation = 1000 })
+        let h = TurnHarness(limits: { $0.bandwidthPerAllocation = 1000 })
         let c = h.client()
         let relay = try #require(c.relayed(c.allocate()).first)
         #expect(c.request(.channelBind, [.channelNumber(0x4000), .xorPeerAddress(Peers.a)]).isSuccess)

@@ -3,10 +3,28 @@ import Testing
 @testable import TernCore
 import TernFuzzing
 
-/// The TURN settings every core test starts from, in ONE place (the tests adjust a copy).
-func testSettings(_ adjust: (inout TurnSettings) -> Void = { _ in }) -> TurnSettings {
+/// The limits the core tests turn, with the config's defaults. Mapped onto `TurnSettings` in ONE
+/// place, `testSettings`, so that a change in how settings are built touches only that function.
+struct TestLimits {
+    var allocationsPerUser = 100
+    var allocationsPerIP = 256
+    var allocationsTotal = 50_000
+    var allocationRatePerIP = 50
+    var bandwidthPerAllocation = 0
+    var permissionsPerAllocation = 64
+    var channelsPerAllocation = 64
+}
+
+/// The TURN settings of a test handler.
+func testSettings(_ limits: TestLimits) -> TurnSettings {
     var s = TurnSettings()
-    adjust(&s)
+    s.allocationLimits.perUser = limits.allocationsPerUser
+    s.allocationLimits.perIP = limits.allocationsPerIP
+    s.allocationLimits.total = limits.allocationsTotal
+    s.allocationLimits.ratePerIP = limits.allocationRatePerIP
+    s.bandwidthPerAllocation = limits.bandwidthPerAllocation
+    s.maxPermissionsPerAllocation = limits.permissionsPerAllocation
+    s.maxChannelsPerAllocation = limits.channelsPerAllocation
     return s
 }
 
@@ -26,15 +44,19 @@ final class TurnHarness {
     let local = TransportAddress("192.0.2.1:3478")!
     let local6 = TransportAddress("[2001:db8::1]:3478")!
 
-    init(allow: [String] = TurnHarness.allowed, ports: ClosedRange<UInt16> = 50_000...50_015,
-         shared: SharedTurnState = SharedTurnState(), settings adjust: (inout TurnSettings) -> Void = { _ in }) {
+    /// `ipv6: false` makes the relays refuse IPv6 (no relay address of that family: 440).
+    init(allow: [String] = TurnHarness.allowed, ports: ClosedRange<UInt16> = 50_000...50_015, ipv6: Bool = true,
+         shared: SharedTurnState = SharedTurnState(), limits adjust: (inout TestLimits) -> Void = { _ in }) {
         relays = MemoryRelayIO(ports: ports)
         relays.recordsSends = true
+        if !ipv6 { relays.unavailableFamilies = [.ipv6] }
+        var limits = TestLimits()
+        adjust(&limits)
         turn = TurnContext(realm: Self.realm,
                            credentials: CredentialStore(realm: Self.realm, users: Self.users, secrets: [Self.secret]),
                            nonces: NonceIssuer(key: Array(repeating: 3, count: 32)),
                            policy: PeerPolicy(allow: allow.compactMap(CIDR.init), deny: []),
-                           settings: testSettings(adjust), shared: shared)
+                           settings: testSettings(limits), shared: shared)
         handler = RequestHandler(configuration: HandlerConfiguration(software: "Tern test", turn: turn), clock: clock)
         handler.relayIO = relays
     }
