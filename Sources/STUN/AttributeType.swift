@@ -97,31 +97,15 @@ public struct AttributeType: RawRepresentable, Hashable, Sendable {
     /// RFC 8445 section 16.1.
     public static let iceControlling = AttributeType(rawValue: 0x802A)
 
-    /// True for the types this codec decodes into a typed `Attribute` case (everything above).
-    /// A server decides for itself which comprehension-required types it understands; this is a
-    /// reasonable `isKnown` for a STUN/TURN server that handles all of them.
-    public var isKnown: Bool {
-        switch rawValue {
-        case 0x0001, 0x0003, 0x0006, 0x0008, 0x0009, 0x000A, 0x000C, 0x000D, 0x0012, 0x0013, 0x0014,
-             0x0015, 0x0016, 0x0017, 0x0018, 0x0019, 0x001A, 0x001C, 0x001D, 0x001E, 0x0020, 0x0022,
-             0x0024, 0x0025, 0x002A, 0x8000, 0x8001, 0x8002, 0x8003, 0x8004, 0x8022, 0x8023, 0x8028,
-             0x8029, 0x802A, 0x802B, 0x802C:
-            return true
-        default:
-            return false
-        }
-    }
+    /// True for the types this codec decodes into a typed `Attribute` case (everything above, the
+    /// ones `registryName` names). A server decides for itself which comprehension-required types it
+    /// understands; this is a reasonable `isKnown` for a STUN/TURN server that handles all of them.
+    @inline(__always)
+    public var isKnown: Bool { registryName != nil }
 
-    /// "0x0020"-style hex.
-    public var hex: String {
-        let s = String(rawValue, radix: 16, uppercase: true)
-        return "0x" + String(repeating: "0", count: 4 - s.count) + s
-    }
-}
-
-extension AttributeType: CustomStringConvertible {
-    /// The registry name, e.g. "XOR-MAPPED-ADDRESS"; the hex value for unregistered types.
-    public var description: String {
+    /// The IANA registry name of every type this codec knows, e.g. "XOR-MAPPED-ADDRESS"; nil for
+    /// the others. The one list of known types: `isKnown` and `description` are read from it.
+    public var registryName: StaticString? {
         switch rawValue {
         case 0x0001: return "MAPPED-ADDRESS"
         case 0x0003: return "CHANGE-REQUEST"
@@ -160,7 +144,18 @@ extension AttributeType: CustomStringConvertible {
         case 0x802A: return "ICE-CONTROLLING"
         case 0x802B: return "RESPONSE-ORIGIN"
         case 0x802C: return "OTHER-ADDRESS"
-        default: return hex
+        default: return nil
         }
     }
+
+    /// "0x0020"-style hex.
+    public var hex: String {
+        let s = String(rawValue, radix: 16, uppercase: true)
+        return "0x" + String(repeating: "0", count: 4 - s.count) + s
+    }
+}
+
+extension AttributeType: CustomStringConvertible {
+    /// The registry name, e.g. "XOR-MAPPED-ADDRESS"; the hex value for unregistered types.
+    public var description: String { registryName.map { "\($0)" } ?? hex }
 }

@@ -287,12 +287,19 @@ public struct MessageReader {
     /// The raw family byte of REQUESTED-ADDRESS-FAMILY (RFC 8656 section 18.6). Raw so the server
     /// can answer 440 for an unknown family instead of 400.
     public func requestedAddressFamilyByte() throws(STUNDecodeError) -> UInt8? {
-        try decodeValue(.requestedAddressFamily) { $0.count == 4 ? $0[0] : nil }
+        try addressFamilyByte(.requestedAddressFamily)
     }
 
     /// The raw family byte of ADDITIONAL-ADDRESS-FAMILY (RFC 8656 section 18.11).
     public func additionalAddressFamilyByte() throws(STUNDecodeError) -> UInt8? {
-        try decodeValue(.additionalAddressFamily) { $0.count == 4 ? $0[0] : nil }
+        try addressFamilyByte(.additionalAddressFamily)
+    }
+
+    /// The raw family byte of an attribute laid out as REQUESTED-ADDRESS-FAMILY (RFC 8656 section
+    /// 18.6: the family, then 3 reserved bytes; 4 in all). For code points outside the registry that
+    /// carry the same value, such as ADDITIONAL-ADDRESS-FAMILY's draft type 0x8032.
+    public func addressFamilyByte(_ type: AttributeType) throws(STUNDecodeError) -> UInt8? {
+        try decodeValue(type) { $0.count == 4 ? $0[0] : nil }
     }
 
     /// EVEN-PORT's R bit, RFC 8656 section 18.7.

@@ -145,19 +145,38 @@ public struct MessageWriter {
     }
 
     /// UNKNOWN-ATTRIBUTES listing each distinct comprehension-required type of `request` that
-    /// `isKnown` rejects (the 420 response of RFC 8489 section 6.3.1.1), allocation-free.
+    /// `isKnown` rejects (the 420 response of RFC 8489 section 6.3.1.1), in order of first
+    /// appearance, allocation-free. At most `limit` types are listed (fewer if the buffer cannot
+    /// hold them), and each candidate is compared only with those already written: a hostile request
+    /// full of distinct unknown types can make the answer neither large (no amplification) nor slow
+    /// to build (no quadratic scan).
     /// Returns how many types were listed (the attribute is written even if that is 0).
     @discardableResult
-    public mutating func appendUnknownAttributes(from request: MessageReader,
+    public mutating func appendUnknownAttributes(from request: MessageReader, limit: Int = 64,
                                                  isKnown: (AttributeType) -> Bool) throws(STUNEncodeError) -> Int {
+        let start = count
+        // Room for `limit` types, or as many as the buffer holds: reserve it, fill it, then shrink
+        // the attribute to what was written.
+        let room = max(0, min(limit, 0x7FFE, (buffer.count - count - 4) / 4 * 2))
+        let o = try reserve(.unknownAttributes, length: 2 * room)
+        let written = UnsafeRawBufferPointer(buffer)
         var n = 0
-        request.forEachUnknownComprehensionRequired(isKnown: isKnown) { _ in n += 1 }
-        let o = try reserve(.unknownAttributes, length: 2 * n)
-        var i = 0
-        request.forEachUnknownComprehensionRequired(isKnown: isKnown) { t in
-            if i < n { buffer.storeBE16(t.rawValue, at: o + 2 * i) }
-            i += 1
+        var it = AttributeIterator(request.buffer)
+        while n < room, let a = it.next() {
+            guard a.type.isComprehensionRequired, !isKnown(a.type) else { continue }
+            var seen = false
+            var i = 0
+            while i < n {
+                if written.be16(at: o + 2 * i) == a.type.rawValue { seen = true; break }
+                i += 1
+            }
+            if !seen {
+                buffer.storeBE16(a.type.rawValue, at: o + 2 * n)
+                n += 1
+            }
         }
+        rollBack(to: start)
+        _ = try reserve(.unknownAttributes, length: 2 * n)
         return n
     }
 

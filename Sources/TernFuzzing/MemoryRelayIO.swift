@@ -13,6 +13,24 @@ public final class MemoryRelayIO: RelayIO {
     private var reserved: [RelayHandle: TransportAddress] = [:]
     private var nextHandle: UInt32 = 100
     public private(set) var sent = 0
+    /// Whether to keep every datagram sent in `datagrams` (the core tests); the fuzz target sends
+    /// thousands and keeps only the count.
+    public var recordsSends = false
+    /// Families with no relay address (openRelay answers `.familyUnavailable`, the handler 440).
+    public var unavailableFamilies: Set<AddressFamily> = []
+    public private(set) var datagrams: [SentDatagram] = []
+
+    /// One datagram a relay sent to a peer.
+    public struct SentDatagram: Equatable, Sendable {
+        public var from: TransportAddress
+        public var to: TransportAddress
+        public var bytes: [UInt8]
+        public init(from: TransportAddress, to: TransportAddress, bytes: [UInt8]) {
+            self.from = from
+            self.to = to
+            self.bytes = bytes
+        }
+    }
 
     public init(ports: ClosedRange<UInt16> = 50_000...50_015) {
         self.ports = ports
@@ -38,6 +56,7 @@ public final class MemoryRelayIO: RelayIO {
 
     public func openRelay(family: AddressFamily, near: IPAddress, evenPort: Bool, reserveNext: Bool,
                           dontFragment: Bool) -> Result<OpenedRelay, RelayOpenError> {
+        guard !unavailableFamilies.contains(family) else { return .failure(.familyUnavailable) }
         let ip = family == .ipv4 ? ipv4 : ipv6
         guard let port = freePort(ip, even: evenPort || reserveNext, pair: reserveNext) else { return .failure(.noPortAvailable) }
         nextHandle &+= 1
@@ -77,7 +96,15 @@ public final class MemoryRelayIO: RelayIO {
     public func sendToPeer(from handle: RelayHandle, to peer: TransportAddress, _ bytes: UnsafeRawBufferPointer) -> Bool {
         precondition(open[handle] != nil, "send from relay \(handle.id), which is not open")
         sent &+= 1
+        if recordsSends, let from = open[handle] {
+            datagrams.append(SentDatagram(from: from, to: peer, bytes: Array(bytes)))
+        }
         return true
+    }
+
+    /// The open relay bound to `address` (the tests deliver peer datagrams to it).
+    public func handle(boundTo address: TransportAddress) -> RelayHandle? {
+        open.first { $0.value == address }?.key
     }
 
     /// A relay handle that is open now, by index (for peer data in the fuzz target).

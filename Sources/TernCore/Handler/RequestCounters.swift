@@ -81,10 +81,3 @@ public struct RequestCounters: Sendable, Equatable {
         return s
     }
 }
-
-/// How Allocate is refused while the server drains.
-public struct DrainMode: Sendable, Equatable {
-    /// Where to send clients (300 Try Alternate with ALTERNATE-SERVER); nil answers 508.
-    public var alternateServer: TransportAddress?
-    public init(alternateServer: TransportAddress? = nil) { self.alternateServer = alternateServer }
-}

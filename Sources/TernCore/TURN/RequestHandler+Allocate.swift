@@ -1,7 +1,8 @@
 import STUN
 
 extension RequestHandler {
-    /// Allocate, Refresh, CreatePermission and ChannelBind: authenticate, then the method.
+    /// Allocate, Refresh, CreatePermission, ChannelBind, Connect and ConnectionBind: authenticate,
+    /// then the method.
     func handleTurnRequest(_ reader: MessageReader, turn: TurnContext, context: PacketContext,
                            response: UnsafeMutableRawBufferPointer) -> HandlerResult {
         let tuple = FiveTuple(client: context.client, server: context.local, transport: context.transport)
@@ -36,9 +37,13 @@ extension RequestHandler {
         case .connect:
             guard let existing else { return authenticatedResponse(reader, auth: auth, errorCode: 437, response: response) }
             return connect(reader, turn: turn, auth: auth, allocation: existing, response: response)
-        default:
+        case .channelBind:
             guard let existing else { return authenticatedResponse(reader, auth: auth, errorCode: 437, response: response) }
             return channelBind(reader, turn: turn, auth: auth, allocation: existing, response: response)
+        default:
+            // RFC 8489 section 6.3.1: a request the server cannot process is answered with an error.
+            stats.unsupportedMethodErrors &+= 1
+            return authenticatedResponse(reader, auth: auth, errorCode: 400, reason: "Unsupported method", response: response)
         }
     }
 
@@ -72,37 +77,45 @@ extension RequestHandler {
         func fail(_ code: Int, _ reason: StaticString? = nil) -> HandlerResult {
             authenticatedResponse(reader, auth: auth, errorCode: code, reason: reason, response: response)
         }
-        // RFC 8656 section 3.1: the client may reach the server over UDP, TCP, TLS or DTLS; the relay
-        // side is UDP whatever the client transport (section 2.1), or TCP with RFC 6062 below.
+        // RFC 8656 section 3.1: the client reaches the server over UDP, TCP, TLS or DTLS; the relay is
+        // UDP whatever the client transport (section 2.1), or TCP with RFC 6062. The event loop sets
+        // `relayIO` before any packet arrives; without it there is nothing to allocate with.
         guard let relayIO else {
-            return fail(400, "Allocations over this transport are not supported yet")
+            return fail(400, "No relay available")
         }
-        // REQUESTED-TRANSPORT is mandatory: UDP (17), or TCP (6) for RFC 6062; 442 otherwise.
-        guard let transportValue = reader.value(of: .requestedTransport), transportValue.count == 4 else {
-            return fail(400, "Missing REQUESTED-TRANSPORT")
+        // Section 7.2: REQUESTED-TRANSPORT is mandatory; UDP (17), or TCP (6, RFC 6062); 442 otherwise.
+        // The attributes are read with the codec's getters: a malformed value is a 400.
+        let transport: UInt8
+        let evenPort: Bool?, reservation: UInt64?, requestedFamilyByte: UInt8?, additionalFamilyByte: UInt8?
+        do {
+            guard let t = try reader.requestedTransport() else { return fail(400, "Missing REQUESTED-TRANSPORT") }
+            transport = t
+            evenPort = try reader.evenPort()
+            reservation = try reader.reservationToken()
+            requestedFamilyByte = try reader.requestedAddressFamilyByte()
+            // coturn's clients still send ADDITIONAL-ADDRESS-FAMILY under its draft code point 0x8032
+            // (RFC 8656 assigned 0x8000); both are comprehension-optional, so honouring the old one is safe.
+            additionalFamilyByte = try reader.additionalAddressFamilyByte()
+                ?? reader.addressFamilyByte(Self.draftAdditionalAddressFamily)
+        } catch {
+            return fail(400, "Malformed attribute")
         }
         // RFC 6062 section 5.1: TCP relaying (6) is for clients on a stream connection only.
-        let tcpRelay = transportValue[0] == 6
-        guard transportValue[0] == 17 || tcpRelay else { return fail(442) }
+        let tcpRelay = transport == 6
+        guard transport == 17 || tcpRelay else { return fail(442) }
         if tcpRelay {
             guard context.transport.isStream else { return fail(400, "TCP relaying needs a TCP or TLS client connection") }
-            if reader.contains(.dontFragment) || reader.contains(.evenPort) || reader.contains(.reservationToken) {
+            if reader.contains(.dontFragment) || evenPort != nil || reservation != nil {
                 return fail(400, "DONT-FRAGMENT, EVEN-PORT or RESERVATION-TOKEN with TCP relaying")
             }
         }
         let dontFragment = reader.contains(.dontFragment)
-        let evenPortValue = reader.value(of: .evenPort)
-        let reserveNext = evenPortValue.map { $0.count >= 1 && $0[0] & 0x80 != 0 } ?? false
-        let tokenValue = reader.value(of: .reservationToken)
-        let requestedFamilyByte = reader.value(of: .requestedAddressFamily).map { $0.count >= 1 ? $0[0] : 0 }
-        // coturn's clients still send ADDITIONAL-ADDRESS-FAMILY under its draft code point 0x8032
-        // (RFC 8656 assigned 0x8000); both are comprehension-optional, so honouring the old one is safe.
-        let additionalFamilyByte = (reader.value(of: .additionalAddressFamily) ?? reader.value(of: Self.draftAdditionalAddressFamily))
-            .map { $0.count >= 1 ? $0[0] : 0 }
+        // EVEN-PORT's R bit (section 14.6): hold the next port too.
+        let reserveNext = evenPort ?? false
 
         // Combinations the RFC forbids (section 7.2): a token with EVEN-PORT or an address family;
         // REQUESTED- with ADDITIONAL-ADDRESS-FAMILY; EVEN-PORT's R bit with a dual allocation.
-        if tokenValue != nil && (evenPortValue != nil || requestedFamilyByte != nil || additionalFamilyByte != nil) {
+        if reservation != nil && (evenPort != nil || requestedFamilyByte != nil || additionalFamilyByte != nil) {
             return fail(400, "RESERVATION-TOKEN with EVEN-PORT or an address family")
         }
         if requestedFamilyByte != nil && additionalFamilyByte != nil {
@@ -152,13 +165,7 @@ extension RequestHandler {
         var reservationToken: UInt64? = nil
         var additionalError: Int? = nil
         let advertised = turn.settings.advertised
-        if let tokenValue {
-            guard tokenValue.count == 8 else {
-                turn.shared.releaseAllocation(user: userKey, ip: clientIP)
-                return fail(400, "Bad RESERVATION-TOKEN")
-            }
-            var token: UInt64 = 0
-            for b in tokenValue { token = token << 8 | UInt64(b) }
+        if let token = reservation {
             guard let reserved = turn.shared.takeReservation(token) else {
                 turn.shared.releaseAllocation(user: userKey, ip: clientIP)
                 return fail(508, "Reservation not found")
@@ -174,7 +181,7 @@ extension RequestHandler {
                 return fail(e == .familyUnavailable ? 440 : 508)
             }
         } else {
-            switch relayIO.openRelay(family: family, near: context.local.ip, evenPort: evenPortValue != nil, reserveNext: reserveNext, dontFragment: dontFragment) {
+            switch relayIO.openRelay(family: family, near: context.local.ip, evenPort: evenPort != nil, reserveNext: reserveNext, dontFragment: dontFragment) {
             case .success(let opened):
                 relays.append(RelaySlot(handle: opened.handle, bound: opened.bound, advertised: advertised(opened.bound)))
                 if let next = opened.reservedNext {
@@ -228,8 +235,14 @@ extension RequestHandler {
     /// RFC 8656 section 7.3: receiving a Refresh request.
     private func refresh(_ reader: MessageReader, turn: TurnContext, auth: Authenticated, allocation: Allocation,
                          response: UnsafeMutableRawBufferPointer) -> HandlerResult {
-        if let b = reader.value(of: .requestedAddressFamily) {
-            guard b.count >= 1, let f = AddressFamily(rawValue: b[0]), allocation.relay(for: f) != nil else {
+        let familyByte: UInt8?
+        do {
+            familyByte = try reader.requestedAddressFamilyByte()
+        } catch {
+            return authenticatedResponse(reader, auth: auth, errorCode: 400, reason: "Malformed REQUESTED-ADDRESS-FAMILY", response: response)
+        }
+        if let b = familyByte {
+            guard let f = AddressFamily(rawValue: b), allocation.relay(for: f) != nil else {
                 return authenticatedResponse(reader, auth: auth, errorCode: 443, response: response)
             }
         }
