@@ -309,11 +309,11 @@ final class ServerRunner: @unchecked Sendable {
 
     private func stop() -> Never {
         server.stop()
-        let totals = server.stats()
+        let totals = server.snapshot(perUser: false)
         logger.info("stopped", metadata: [
-            "bindingRequests": "\(totals.handler.bindingRequests)",
-            "allocationsCreated": "\(totals.allocationsCreated)",
-            "malformed": "\(totals.handler.malformed)",
+            "bindingRequests": "\(totals.requests["binding", default: [:]].values.reduce(0, &+))",
+            "allocationsCreated": "\(totals.allocations.created)",
+            "malformed": "\(totals.dropped["malformed", default: 0])",
         ])
         exit(0)
     }

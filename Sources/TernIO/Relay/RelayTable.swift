@@ -17,6 +17,9 @@ struct RelayTable {
     private struct Slot {
         var generation: UInt32 = 0
         var relay: Relay?
+        /// The descriptor of a UDP relay socket, kept next to it so a send finds it without
+        /// retaining the socket object (-1 for a TCP relay or an empty slot).
+        var udpDescriptor: Int32 = -1
     }
 
     static let slotBits: UInt32 = 20
@@ -56,8 +59,11 @@ struct RelayTable {
         guard let slot = index(handle) else { return }
         slots[slot].relay = relay
         switch relay {
-        case .udp: udpCount += 1
-        case .tcp: tcpCount += 1
+        case .udp(let r):
+            udpCount += 1
+            slots[slot].udpDescriptor = r.socket.fd
+        case .tcp:
+            tcpCount += 1
         }
     }
 
@@ -73,6 +79,14 @@ struct RelayTable {
     subscript(handle: RelayHandle) -> Relay? {
         guard let slot = index(handle) else { return nil }
         return slots[slot].relay
+    }
+
+    /// The descriptor of `handle`'s UDP relay socket, if it is open (the hot path: an index and a compare).
+    @inline(__always)
+    func udpDescriptor(_ handle: RelayHandle) -> Int32? {
+        guard let slot = index(handle) else { return nil }
+        let fd = slots[slot].udpDescriptor
+        return fd >= 0 ? fd : nil
     }
 
     /// The UDP relay socket of `handle`, if it is open.
@@ -95,6 +109,7 @@ struct RelayTable {
         case .tcp: tcpCount -= 1
         }
         slots[slot].relay = nil
+        slots[slot].udpDescriptor = -1
         free.append(slot)
     }
 

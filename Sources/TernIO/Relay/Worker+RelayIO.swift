@@ -114,7 +114,7 @@ extension Worker: RelayIO {
     }
 
     public func sendToPeer(from handle: RelayHandle, to peer: TransportAddress, _ bytes: UnsafeRawBufferPointer) -> Bool {
-        guard let fd = relayTable.udp(handle)?.socket.fd else {
+        guard let fd = relayTable.udpDescriptor(handle) else {
             stats.sendDropped &+= 1
             return false
         }
