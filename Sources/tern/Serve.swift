@@ -86,30 +86,6 @@ final class ServerRunner: @unchecked Sendable {
             shared: shared)
     }
 
-    static func streamLimits(_ limits: LimitsConfig) -> StreamLimits {
-        var s = StreamLimits()
-        s.idleTimeout = UInt64(limits.streamIdleTimeout)
-        s.connectionsPerIP = limits.connectionsPerIP
-        s.handshakesInFlight = limits.handshakesInFlight
-        s.maxQueuedBytes = limits.streamQueueBytes
-        return s
-    }
-
-    static func listenerSpecs(_ settings: TernConfig, builtInDefault: Bool) -> [ListenerSpec] {
-        settings.listeners.map { l -> ListenerSpec in
-            let transport: ClientTransport
-            switch l.transport {
-            case .udp: transport = .udp
-            case .tcp: transport = .tcp
-            case .tls: transport = .tls
-            case .dtls: transport = .dtls
-            }
-            // The built-in default listens on :: too; a host without IPv6 just skips it.
-            let optional = builtInDefault && l.address.family == .ipv6
-            return ListenerSpec(transport: transport, address: TransportAddress(ip: l.address, port: l.port), optional: optional)
-        }
-    }
-
     func run() throws -> Never {
         // A parent may hand down a signal mask that blocks SIGTERM or SIGHUP; a daemon sets its own.
         var unblock = sigset_t()
@@ -117,7 +93,7 @@ final class ServerRunner: @unchecked Sendable {
         for sig in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&unblock, sig) }
         pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
         let workerCount = settings.workers ?? max(1, ProcessInfo.processInfo.activeProcessorCount)
-        let specs = Self.listenerSpecs(settings, builtInDefault: usingBuiltInDefault)
+        let specs = settings.listeners
         if specs.contains(where: { $0.transport == .tls }), let cert = settings.tls.certificate, let key = settings.tls.privateKey {
             do {
                 tlsHolder = TLSContextHolder(try TLSServerContext(certificateChainPath: cert, privateKeyPath: key),
@@ -141,9 +117,8 @@ final class ServerRunner: @unchecked Sendable {
                             handlerConfiguration: HandlerConfiguration(
                                 software: settings.software,
                                 turn: Self.turnContext(settings, shared: shared, nonces: nonces)),
-                            relay: RelayAddresses(ipv4: settings.relay.ipv4, ipv6: settings.relay.ipv6,
-                                                  portRange: settings.relay.portRange),
-                            limits: Self.streamLimits(settings.limits),
+                            relay: settings.relay,
+                            limits: settings.limits,
                             tls: tlsHolder, dtls: dtlsContext,
                             io: settings.io,
                             logger: logger)
@@ -252,7 +227,7 @@ final class ServerRunner: @unchecked Sendable {
             if dtlsEnabled { newDTLS = try TLSServerContext.dtls(certificateChainPath: cert, privateKeyPath: key) }
         }
         // 2. Listeners: all new ones are bound before any old one is closed; a failure changes nothing.
-        let change = try server.reconcileListeners(Self.listenerSpecs(fresh, builtInDefault: false))
+        let change = try server.reconcileListeners(fresh.listeners)
         for b in change.added { logger.info("reload: listener added", metadata: ["listener": "\(b)"]) }
         for b in change.removed { logger.info("reload: listener removed", metadata: ["listener": "\(b)"]) }
         // 3. What cannot fail.
@@ -260,7 +235,7 @@ final class ServerRunner: @unchecked Sendable {
         if let newDTLS { try server.reloadDTLS(newDTLS) }
         if newTLS != nil || newDTLS != nil { logger.info("reload: tls certificate reloaded") }
         server.updateTurn(Self.turnContext(fresh, shared: shared, nonces: nonces))
-        server.updateLimits(Self.streamLimits(fresh.limits))
+        server.updateLimits(fresh.limits)
         let restartOnly: [(String, Bool)] = [
             ("workers", fresh.workers != settings.workers), ("relay", fresh.relay != settings.relay),
             ("admin", fresh.admin != settings.admin), ("log", fresh.log != settings.log),
@@ -283,7 +258,7 @@ final class ServerRunner: @unchecked Sendable {
         }
         drainStarted = Date()
         systemd.stopping()
-        server.startDraining(DrainMode(alternateServer: settings.drain.alternateServer))
+        server.startDraining(settings.drain)
         let live = server.allocationCount
         logger.info("draining", metadata: ["signal": "\(name)", "allocations": "\(live)",
                                            "timeoutSeconds": "\(settings.drain.timeoutSeconds)"])

@@ -186,10 +186,10 @@ struct AllocateTests {
         let h = TurnHarness()
         let c = h.client()
         #expect(c.allocate().isSuccess)
-        h.handler.draining = DrainMode()
+        h.handler.draining = DrainConfig()
         #expect(h.client("198.51.100.1:40001").allocate().code == 508)
         let alternate = TransportAddress("192.0.2.99:3478")!
-        h.handler.draining = DrainMode(alternateServer: alternate)
+        h.handler.draining = DrainConfig(alternateServer: alternate)
         let redirected = try #require(h.client("198.51.100.1:40002").allocate())
         #expect(redirected.code == 300)
         #expect(redirected.first(.alternateServer) == .alternateServer(alternate))

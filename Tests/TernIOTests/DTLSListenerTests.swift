@@ -14,7 +14,7 @@ struct DTLSListenerTests {
         let fixture = TLSFixture.shared
         var logger = Logger(label: "tern.test")
         logger.logLevel = .warning
-        let server = Server(listeners: [ListenerSpec(transport: .dtls, address: v4)], workerCount: 2,
+        let server = Server(listeners: [ListenerConfig(transport: .dtls, address: v4)], workerCount: 2,
                             handlerConfiguration: HandlerConfiguration(),
                             dtls: try TLSServerContext.dtls(certificateChainPath: fixture.cert, privateKeyPath: fixture.key),
                             logger: logger)

@@ -165,7 +165,7 @@ struct LimitsTests {
     func handshakesInFlight() throws {
         let fixture = TLSFixture.shared
         let holder = TLSContextHolder(try fixture.serverContext(), handshakeTimeout: 10)
-        var limits = StreamLimits()
+        var limits = LimitsConfig()
         limits.handshakesInFlight = 2  // two workers: one each
         try withTurnServer(limits: limits, tls: holder) { server, _ in
             let address = try #require(server.bound.first { $0.transport == .tls }?.address)

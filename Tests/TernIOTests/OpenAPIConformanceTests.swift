@@ -124,7 +124,7 @@ struct OpenAPIConformanceTests {
             }
             #expect(seen == documented, "operations not exercised: \(documented.subtracting(seen))")
             // Draining: /readyz answers its documented 503.
-            server.startDraining(DrainMode())
+            server.startDraining(DrainConfig())
             let notReady = try await adminRequest(http, "/readyz")
             #expect(notReady.status == 503)
             let schema = try #require(((((paths["/readyz"]?["get"] as? [String: Any])?["responses"] as? [String: Any])?["503"]

@@ -55,7 +55,7 @@ struct ReloadDrainTests {
             // Keep every listener as configured, add a UDP one on 127.0.0.2 (port 0: the kernel picks).
             let current = server.configuredListeners
             #expect(current.count == before.count)
-            let extra = ListenerSpec(transport: .udp, address: TransportAddress(ip: IPAddress("127.0.0.2")!, port: 0))
+            let extra = ListenerConfig(transport: .udp, address: TransportAddress(ip: IPAddress("127.0.0.2")!, port: 0))
             var change = try server.reconcileListeners(current + [extra])
             #expect(change.added.count == 1)
             let added = try #require(change.added.first?.address)
@@ -68,7 +68,7 @@ struct ReloadDrainTests {
             let blocker = try TestPeer()
             defer { blocker.close() }
             #expect(throws: (any Error).self) {
-                try server.reconcileListeners(current + [extra, ListenerSpec(transport: .udp, address: blocker.address)])
+                try server.reconcileListeners(current + [extra, ListenerConfig(transport: .udp, address: blocker.address)])
             }
             #expect(Set(server.bound.map(\.address)).contains(added))
 
@@ -88,7 +88,7 @@ struct ReloadDrainTests {
             let (alice, peer) = (session.client, session.peer)
             defer { peer.close() }
             #expect(server.isReady)
-            server.startDraining(DrainMode())
+            server.startDraining(DrainConfig())
             #expect(!server.isReady)
             let bob = try TurnTestClient(server: address, username: "bob", password: "builder")
             let refused = try bob.allocate()
@@ -98,7 +98,7 @@ struct ReloadDrainTests {
             #expect(try alice.request(.createPermission, [.xorPeerAddress(TransportAddress("127.0.0.5:9")!)]).type.messageClass == .successResponse)
 
             let alternate = TransportAddress("192.0.2.20:3478")!
-            server.startDraining(DrainMode(alternateServer: alternate))
+            server.startDraining(DrainConfig(alternateServer: alternate))
             let carol = try TurnTestClient(server: address, username: "bob", password: "builder")
             let redirected = try carol.allocate()
             #expect(redirected.errorCode?.code == 300)

@@ -8,8 +8,8 @@ import Testing
 @testable import TernIO
 
 /// Starts a real server on loopback ephemeral ports, runs `body`, stops it.
-func withServer<R>(_ specs: [ListenerSpec], workers: Int = 2, software: String? = nil,
-                   limits: StreamLimits = StreamLimits(),
+func withServer<R>(_ specs: [ListenerConfig], workers: Int = 2, software: String? = nil,
+                   limits: LimitsConfig = LimitsConfig(),
                    _ body: (Server, [BoundListener]) throws -> R) throws -> R {
     var logger = Logger(label: "tern.test")
     logger.logLevel = .warning
@@ -30,9 +30,9 @@ func address(_ bound: [BoundListener], _ transport: ClientTransport, _ family: A
 
 @Suite("STUN Binding over real loopback sockets")
 struct StunServerTests {
-    static let all: [ListenerSpec] = [
-        ListenerSpec(transport: .udp, address: v4), ListenerSpec(transport: .tcp, address: v4),
-        ListenerSpec(transport: .udp, address: v6), ListenerSpec(transport: .tcp, address: v6),
+    static let all: [ListenerConfig] = [
+        ListenerConfig(transport: .udp, address: v4), ListenerConfig(transport: .tcp, address: v4),
+        ListenerConfig(transport: .udp, address: v6), ListenerConfig(transport: .tcp, address: v6),
     ]
 
     @Test("Binding success with XOR-MAPPED-ADDRESS", arguments: [
@@ -60,7 +60,7 @@ struct StunServerTests {
 
     @Test("No FINGERPRINT or SOFTWARE unless asked for and configured")
     func minimalResponse() throws {
-        try withServer([ListenerSpec(transport: .udp, address: v4)]) { _, bound in
+        try withServer([ListenerConfig(transport: .udp, address: v4)]) { _, bound in
             let client = try TestSocket.connect(.udp, to: bound[0].address)
             defer { client.close() }
             client.send(bindingRequest())
@@ -96,7 +96,7 @@ struct StunServerTests {
 
     @Test("A request for a method this server lacks gets 400")
     func unsupportedMethod() throws {
-        try withServer([ListenerSpec(transport: .udp, address: v4)]) { _, bound in
+        try withServer([ListenerConfig(transport: .udp, address: v4)]) { _, bound in
             let client = try TestSocket.connect(.udp, to: bound[0].address)
             defer { client.close() }
             let id = TransactionID.random()
@@ -109,7 +109,7 @@ struct StunServerTests {
 
     @Test("Indications, responses and bad fingerprints are not answered")
     func silentCases() throws {
-        try withServer([ListenerSpec(transport: .udp, address: v4)]) { server, bound in
+        try withServer([ListenerConfig(transport: .udp, address: v4)]) { server, bound in
             let client = try TestSocket.connect(.udp, to: bound[0].address, timeoutMs: 300)
             defer { client.close() }
             client.send(Message(type: MessageType(method: .binding, class: .indication), transactionID: .random(), attributes: []).encode())
@@ -132,7 +132,7 @@ struct StunServerTests {
 
     @Test("A burst of malformed datagrams is dropped, counted, and the server keeps answering")
     func malformedBurst() throws {
-        try withServer([ListenerSpec(transport: .udp, address: v4)], workers: 1) { server, bound in
+        try withServer([ListenerConfig(transport: .udp, address: v4)], workers: 1) { server, bound in
             let attacker = try TestSocket.connect(.udp, to: bound[0].address, timeoutMs: 200)
             defer { attacker.close() }
             var rng = SystemRandomNumberGenerator()
@@ -167,7 +167,7 @@ struct StunServerTests {
 
     @Test("Wildcard UDP answers from the address the request was sent to (IP_PKTINFO)")
     func wildcardAnswersFromDestination() throws {
-        try withServer([ListenerSpec(transport: .udp, address: TransportAddress(ip: .anyV4, port: 0))]) { _, bound in
+        try withServer([ListenerConfig(transport: .udp, address: TransportAddress(ip: .anyV4, port: 0))]) { _, bound in
             // 127.0.0.2 is on loopback but not the address the kernel would pick as a source;
             // a connected UDP socket drops replies from any other source address.
             let target = TransportAddress(ip: IPAddress("127.0.0.2")!, port: bound[0].address.port)
@@ -181,7 +181,7 @@ struct StunServerTests {
 
     @Test("TCP: pipelined and byte-by-byte split requests are framed by their length")
     func tcpFraming() throws {
-        try withServer([ListenerSpec(transport: .tcp, address: v4)]) { _, bound in
+        try withServer([ListenerConfig(transport: .tcp, address: v4)]) { _, bound in
             let client = try TestSocket.connect(.tcp, to: bound[0].address)
             defer { client.close() }
             let ids = (0..<3).map { _ in TransactionID.random() }
@@ -198,7 +198,7 @@ struct StunServerTests {
 
     @Test("TCP: bytes that are not STUN close the connection; others are unaffected")
     func tcpMalformedCloses() throws {
-        try withServer([ListenerSpec(transport: .tcp, address: v4)]) { server, bound in
+        try withServer([ListenerConfig(transport: .tcp, address: v4)]) { server, bound in
             let bystander = try TestSocket.connect(.tcp, to: bound[0].address)
             defer { bystander.close() }
             for garbage: [UInt8] in [[0xFF, 0xFF, 0xFF, 0xFF], [0x16, 0x03, 0x01, 0x02, 0x00, 0x01]] {
@@ -224,11 +224,11 @@ struct StunServerTests {
 
     @Test("A second server cannot silently share a port another one holds")
     func portInUse() throws {
-        try withServer([ListenerSpec(transport: .udp, address: v4), ListenerSpec(transport: .tcp, address: v4)]) { _, bound in
+        try withServer([ListenerConfig(transport: .udp, address: v4), ListenerConfig(transport: .tcp, address: v4)]) { _, bound in
             for b in bound {
                 var logger = Logger(label: "tern.test")
                 logger.logLevel = .critical
-                let other = Server(listeners: [ListenerSpec(transport: b.transport, address: b.address)], workerCount: 1,
+                let other = Server(listeners: [ListenerConfig(transport: b.transport, address: b.address)], workerCount: 1,
                                    handlerConfiguration: HandlerConfiguration(), logger: logger)
                 #expect(throws: ServerError.self) { try other.start() }
             }

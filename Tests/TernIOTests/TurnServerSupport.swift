@@ -12,7 +12,7 @@ import Testing
 func withTurnServer<R>(allow: [String] = ["127.0.0.0/8", "::1/128"], deny: [String] = [],
                        portRange: ClosedRange<UInt16> = 62000...62999,
                        relayIPv6: IPAddress? = .loopbackV6,
-                       limits: StreamLimits = StreamLimits(),
+                       limits: LimitsConfig = LimitsConfig(),
                        tls: TLSContextHolder? = nil,
                        clock: ManualClock = testClock(),
                        settings: (inout TurnSettings) -> Void = { _ in },
@@ -48,7 +48,7 @@ func testTurnContext(users: [String: String] = testUsers, secrets: [String] = te
 func startTurnServer(allow: [String] = ["127.0.0.0/8", "::1/128"], deny: [String] = [],
                      portRange: ClosedRange<UInt16> = 62000...62999,
                      relayIPv6: IPAddress? = .loopbackV6,
-                     limits: StreamLimits = StreamLimits(),
+                     limits: LimitsConfig = LimitsConfig(),
                      tls: TLSContextHolder? = nil,
                      io: IOConfig = IOConfig(),
                      clock: ManualClock = testClock(),
@@ -58,11 +58,11 @@ func startTurnServer(allow: [String] = ["127.0.0.0/8", "::1/128"], deny: [String
     let context = testTurnContext(allow: allow, deny: deny, settings: turnSettings)
     var logger = Logger(label: "tern.test")
     logger.logLevel = .warning
-    let server = Server(listeners: [ListenerSpec(transport: .udp, address: v4), ListenerSpec(transport: .udp, address: v6),
-                                    ListenerSpec(transport: .tcp, address: v4)]
-                            + (tls == nil ? [] : [ListenerSpec(transport: .tls, address: v4)]),
+    let server = Server(listeners: [ListenerConfig(transport: .udp, address: v4), ListenerConfig(transport: .udp, address: v6),
+                                    ListenerConfig(transport: .tcp, address: v4)]
+                            + (tls == nil ? [] : [ListenerConfig(transport: .tls, address: v4)]),
                         workerCount: 2, handlerConfiguration: HandlerConfiguration(software: "Tern test", turn: context),
-                        relay: RelayAddresses(ipv4: .loopbackV4, ipv6: relayIPv6, portRange: portRange),
+                        relay: RelayConfig(ipv4: .loopbackV4, ipv6: relayIPv6, portRange: portRange),
                         limits: limits, tls: tls, io: io, clock: clock, logger: logger)
     let bound = try server.start()
     return (server, bound[0].address)

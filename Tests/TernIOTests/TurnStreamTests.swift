@@ -55,8 +55,8 @@ struct TurnOverTCPTests {
 
     @Test("A client that stops reading loses relayed datagrams, not memory; others keep flowing")
     func slowReader() throws {
-        var limits = StreamLimits()
-        limits.maxQueuedBytes = 64 * 1024
+        var limits = LimitsConfig()
+        limits.streamQueueBytes = 64 * 1024
         // The bandwidth limits off, so that the stream's own queue is what drops.
         try withTurnServer(limits: limits, settings: { $0.limits.bandwidthPerAllocation = 0; $0.limits.bandwidthPerUser = 0 }) { server, _ in
             let address = try #require(tcpAddress(server))
@@ -103,9 +103,9 @@ struct TurnOverTCPTests {
 struct StreamLimitTests {
     @Test("Connections past the per-IP cap are closed at accept; a freed slot is reusable")
     func perIPCap() throws {
-        var limits = StreamLimits()
+        var limits = LimitsConfig()
         limits.connectionsPerIP = 2
-        try withServer([ListenerSpec(transport: .tcp, address: v4)], limits: limits) { server, bound in
+        try withServer([ListenerConfig(transport: .tcp, address: v4)], limits: limits) { server, bound in
             let a = try TestSocket.connect(.tcp, to: bound[0].address)
             let b = try TestSocket.connect(.tcp, to: bound[0].address)
             for s in [a, b] {

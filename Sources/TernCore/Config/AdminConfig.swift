@@ -29,7 +29,9 @@ public struct AdminConfig: Sendable, Equatable {
     }
 }
 
-/// Shutdown behaviour (SIGTERM): stop taking allocations, let the live ones finish.
+/// Shutdown behaviour (SIGTERM): stop taking allocations, let the live ones finish. The handler
+/// holds it while the server drains: RFC 8656 section 7.2 lets a server refuse an Allocate with 300
+/// Try Alternate and ALTERNATE-SERVER (RFC 8489 section 10); without an alternate it answers 508.
 public struct DrainConfig: Sendable, Equatable {
     /// Longest wait for live allocations to end before exiting; 0 exits at once.
     public var timeoutSeconds: Int

@@ -23,12 +23,12 @@ public struct TernConfig: Sendable, Equatable {
 
     public static let defaultRealm = "tern"
 
-    /// UDP and TCP on 0.0.0.0:3478 and [::]:3478.
+    /// UDP and TCP on 0.0.0.0:3478 and [::]:3478; a host without IPv6 skips the `[::]` pair.
     public static let defaultListeners: [ListenerConfig] = [
         ListenerConfig(transport: .udp, address: .anyV4, port: 3478),
         ListenerConfig(transport: .tcp, address: .anyV4, port: 3478),
-        ListenerConfig(transport: .udp, address: .anyV6, port: 3478),
-        ListenerConfig(transport: .tcp, address: .anyV6, port: 3478),
+        ListenerConfig(transport: .udp, address: .anyV6, port: 3478, optional: true),
+        ListenerConfig(transport: .tcp, address: .anyV6, port: 3478, optional: true),
     ]
 
     public init(realm: String = TernConfig.defaultRealm,

@@ -30,7 +30,7 @@ public final class RequestHandler {
     /// Credentials, policy and settings for new requests; `reconfigure(turn:)` swaps it on reload.
     public private(set) var turn: TurnContext?
     /// Set while the server drains (SIGTERM): Allocate is refused, everything else goes on.
-    public var draining: DrainMode?
+    public var draining: DrainConfig?
     /// The event loop side: relay sockets. Set by the worker before any packet arrives.
     public weak var relayIO: RelayIO?
     public internal(set) var allocations = AllocationTable()

@@ -10,11 +10,11 @@ import TernCore
 /// reload changes the set (`reconcileListeners`).
 extension Server {
     /// One worker's socket for one listener, opened but not yet attached.
-    typealias Opened = (worker: Worker, spec: ListenerSpec, socket: Socket, local: TransportAddress)
+    typealias Opened = (worker: Worker, spec: ListenerConfig, socket: Socket, local: TransportAddress)
 
     /// The inherited socket in `pool` that matches `spec`, taken out of the pool.
-    private func takeInherited(_ spec: ListenerSpec, from pool: inout [Socket]) -> Socket? {
-        guard let i = pool.firstIndex(where: { sockets.adoptInherited($0, transport: spec.transport, address: spec.address) }) else {
+    private func takeInherited(_ spec: ListenerConfig, from pool: inout [Socket]) -> Socket? {
+        guard let i = pool.firstIndex(where: { sockets.adoptInherited($0, transport: spec.transport, address: spec.transportAddress) }) else {
             return nil
         }
         return pool.remove(at: i)
@@ -23,25 +23,25 @@ extension Server {
     /// Opens `spec` on every worker (from a socket-activation socket when one matches). Returns what
     /// was bound, or nil for an optional listener whose address family this host lacks. On a failure
     /// the sockets opened for `spec` close as they go; those in `opened` stay for the caller.
-    func open(_ spec: ListenerSpec, pool: inout [Socket], into opened: inout [Opened]) throws -> BoundListener? {
+    func open(_ spec: ListenerConfig, pool: inout [Socket], into opened: inout [Opened]) throws -> BoundListener? {
         guard spec.transport == .udp || spec.transport == .tcp || (spec.transport == .tls && tls != nil)
                 || (spec.transport == .dtls && dtls != nil) else {
             throw ServerError(description: "listener \(spec): a \(spec.transport) listener needs tls.certificate and tls.privateKey")
         }
         if let socket = takeInherited(spec, from: &pool) {
             logger.info("listener from socket activation", metadata: ["listener": "\(spec)"])
-            opened.append((workers[0], spec, socket, spec.address))
+            opened.append((workers[0], spec, socket, spec.transportAddress))
             for worker in workers.dropFirst() {
                 // Joining needs SO_REUSEPORT on the inherited socket (ReusePort=yes) and the right to bind.
-                guard let extra = try? sockets.listener(spec.transport, address: spec.address) else { break }
-                opened.append((worker, spec, extra, spec.address))
+                guard let extra = try? sockets.listener(spec.transport, address: spec.transportAddress) else { break }
+                opened.append((worker, spec, extra, spec.transportAddress))
             }
-            return BoundListener(transport: spec.transport, address: spec.address)
+            return BoundListener(transport: spec.transport, address: spec.transportAddress)
         }
         do throws(SystemError) {
             // SO_REUSEPORT would let this process share a port with another Tern (or coturn) of the
             // same user and silently split its traffic: a plain bind first tells "in use" apart.
-            if spec.address.port != 0 { try sockets.probeFree(spec.transport, address: spec.address) }
+            if spec.transportAddress.port != 0 { try sockets.probeFree(spec.transport, address: spec.transportAddress) }
         } catch {
             if error.errno == EADDRINUSE {
                 throw ServerError(description: "listener \(spec): address already in use (is another TURN server running?)")
@@ -50,7 +50,7 @@ extension Server {
             logger.warning("listener skipped: address family unavailable", metadata: ["listener": "\(spec)", "error": "\(error)"])
             return nil
         }
-        var address = spec.address
+        var address = spec.transportAddress
         for worker in workers {
             let socket = try sockets.listener(spec.transport, address: address)
             let local = try socket.localAddress()
@@ -87,19 +87,19 @@ extension Server {
     }
 
     /// The listener specs now open, as configured (a port-0 spec stays port 0 here).
-    public var configuredListeners: [ListenerSpec] {
+    public var configuredListeners: [ListenerConfig] {
         reconfigureLock.withLock { Array(active.keys) }
     }
 
     /// Reload: opens the listeners in `specs` that are not open yet and closes those no longer in it;
     /// the others, and every allocation and connection, are left alone. All new listeners are bound
     /// before anything is closed, so a bind failure changes nothing.
-    public func reconcileListeners(_ specs: [ListenerSpec]) throws -> (added: [BoundListener], removed: [BoundListener]) {
+    public func reconcileListeners(_ specs: [ListenerConfig]) throws -> (added: [BoundListener], removed: [BoundListener]) {
         reconfigureLock.lock()
         defer { reconfigureLock.unlock() }
         let wanted = Set(specs)
         var opened: [Opened] = []
-        var added: [(ListenerSpec, BoundListener)] = []
+        var added: [(ListenerConfig, BoundListener)] = []
         var pool: [Socket] = []
         for spec in specs where active[spec] == nil {
             // On a failure the sockets opened so far close as `opened` goes.

@@ -3,23 +3,6 @@ import Logging
 import STUN
 import TernCore
 
-/// A listener to open on every worker.
-public struct ListenerSpec: Sendable, Hashable, CustomStringConvertible {
-    public var transport: ClientTransport
-    public var address: TransportAddress
-    /// When true, an address family this host lacks (no IPv6, say) skips the listener with a warning
-    /// instead of failing start-up. Used by the built-in default's wildcard listeners.
-    public var optional: Bool
-
-    public init(transport: ClientTransport, address: TransportAddress, optional: Bool = false) {
-        self.transport = transport
-        self.address = address
-        self.optional = optional
-    }
-
-    public var description: String { "\(transport) \(address)" }
-}
-
 /// What start() bound, with the port the kernel chose when the spec asked for port 0.
 public struct BoundListener: Sendable, Hashable, CustomStringConvertible {
     public var transport: ClientTransport
@@ -38,13 +21,13 @@ public struct ServerError: Error, CustomStringConvertible {
 /// in `Server+Stats`.
 public final class Server: @unchecked Sendable {
     public let workers: [Worker]
-    let listeners: [ListenerSpec]
+    let listeners: [ListenerConfig]
     let logger: Logger
     var started = false
 
     private let handlerConfiguration: HandlerConfiguration
     private let connectionLimiter: ConnectionLimiter
-    let relayAddresses: RelayAddresses
+    let relayAddresses: RelayConfig
     public let io: IOConfig
     /// The TLS context of `tls` listeners; `reloadTLS` swaps it for new connections.
     public let tls: TLSContextHolder?
@@ -69,7 +52,7 @@ public final class Server: @unchecked Sendable {
     /// Serialises start and listener reconciliation (reloads).
     let reconfigureLock = Lock()
     /// Configured listeners now open, with what each bound (under `reconfigureLock`).
-    var active: [ListenerSpec: BoundListener] = [:]
+    var active: [ListenerConfig: BoundListener] = [:]
 
     /// Sockets passed in by systemd socket activation (`LISTEN_FDS`), set before `start()`. Each is
     /// matched to the config listener with its socket type, address and port, and used by worker 0
@@ -77,8 +60,8 @@ public final class Server: @unchecked Sendable {
     /// SO_REUSEPORT sockets when they may. Sockets that match no listener are closed.
     public var inherited: [Int32] = []
 
-    public init(listeners: [ListenerSpec], workerCount: Int, handlerConfiguration: HandlerConfiguration,
-                relay: RelayAddresses = RelayAddresses(), limits: StreamLimits = StreamLimits(),
+    public init(listeners: [ListenerConfig], workerCount: Int, handlerConfiguration: HandlerConfiguration,
+                relay: RelayConfig = RelayConfig(), limits: LimitsConfig = LimitsConfig(),
                 tls: TLSContextHolder? = nil, dtls: TLSServerContext? = nil, io: IOConfig = IOConfig(),
                 clock: CoarseClock = SystemClock(), logger: Logger) {
         self.tls = tls
@@ -122,7 +105,7 @@ public final class Server: @unchecked Sendable {
         var opened: [Opened] = []
         // Sockets from systemd: owned (and so closed once) from here on, whether they match or not.
         var pool = inherited.map { Socket(owning: $0) }
-        var bound: [(ListenerSpec, BoundListener)] = []
+        var bound: [(ListenerConfig, BoundListener)] = []
         for spec in listeners {
             // On a failure every socket opened so far, and the unmatched inherited ones, close as they go.
             if let b = try open(spec, pool: &pool, into: &opened) { bound.append((spec, b)) }
@@ -156,7 +139,7 @@ public final class Server: @unchecked Sendable {
     }
 
     /// Reload: stream limits for new checks (idle timeout, queue bound, connections per IP).
-    public func updateLimits(_ limits: StreamLimits) {
+    public func updateLimits(_ limits: LimitsConfig) {
         connectionLimiter.limit = limits.connectionsPerIP
         for w in workers { w.queue.sync { w.limits = limits } }
     }
@@ -171,7 +154,7 @@ public final class Server: @unchecked Sendable {
 
     /// Drain: Allocate is refused from now on (508, or 300 with ALTERNATE-SERVER); existing
     /// allocations keep relaying. `/readyz` turns false.
-    public func startDraining(_ mode: DrainMode) {
+    public func startDraining(_ mode: DrainConfig) {
         state.withLock { $0.draining = true }
         for w in workers { w.queue.sync { w.handler.draining = mode } }
     }

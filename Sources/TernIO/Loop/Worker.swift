@@ -37,13 +37,13 @@ public final class Worker: @unchecked Sendable {
     /// One recvmmsg/sendmmsg batch for every UDP socket of this worker: handlers run one at a time
     /// on the queue, so one set of buffers serves them all (64 x 4 KiB each way).
     let batch = DatagramBatch(count: 64, slotSize: 4096)
-    let relayAddresses: RelayAddresses
+    let relayAddresses: RelayConfig
     let connectionLimiter: ConnectionLimiter
     private var ticker: DispatchSourceTimer?
     /// Descriptors whose sources are cancelled but whose cancel handlers have not yet run.
     let closing = DispatchGroup()
     /// Replaced by a reload (on this queue); read where a limit applies, never cached.
-    var limits: StreamLimits
+    var limits: LimitsConfig
     let io: IOConfig
     /// The worker's epoll set with the `epoll` event loop (nil with per-socket Dispatch sources).
     var poller: Poller?
@@ -54,7 +54,7 @@ public final class Worker: @unchecked Sendable {
     /// queue (or written at once), so one buffer per worker serves every connection.
     let streamResponse: UnsafeMutableRawBufferPointer
 
-    init(index: Int, handler: RequestHandler, limits: StreamLimits, relayAddresses: RelayAddresses,
+    init(index: Int, handler: RequestHandler, limits: LimitsConfig, relayAddresses: RelayConfig,
          connectionLimiter: ConnectionLimiter, reservedRelays: ReservedRelays = ReservedRelays(),
          io: IOConfig = IOConfig(), logger: Logger) {
         self.index = index
@@ -141,7 +141,7 @@ public final class Worker: @unchecked Sendable {
         releaseMemoryAfterMassExpiry()
         expirePeerConnections(now: now)
         // TLS handshakes that take too long (slowloris-style clients) are cut off.
-        for d in dtlsEndpoints { d.tick(now: now, handshakeTimeout: server?.tls?.handshakeTimeout ?? 10) }
+        for d in dtlsEndpoints { d.tick(now: now, handshakeTimeout: server?.tls?.handshakeTimeout ?? UInt64(TLSConfig().handshakeTimeout)) }
         if let holder = server?.tls {
             for c in Array(connections.values) where c.tls.map({ !$0.handshakeComplete }) == true
                 && c.createdAt &+ holder.handshakeTimeout <= now {
@@ -149,9 +149,9 @@ public final class Worker: @unchecked Sendable {
                 c.close(reason: .idle)
             }
         }
-        // Idle and half-open stream connections: nothing from the client for `idleTimeout` and no
+        // Idle and half-open stream connections: nothing from the client for `limits.streamIdleTimeout` and no
         // allocation holding the connection open.
-        for c in connections.values where !c.raw && c.lastActivity &+ limits.idleTimeout <= now {
+        for c in connections.values where !c.raw && c.lastActivity &+ UInt64(limits.streamIdleTimeout) <= now {
             if handler.allocations.allocation(for: FiveTuple(client: c.client, server: c.local, transport: c.transport)) == nil {
                 stats.tcpClosedIdle &+= 1
                 c.close(reason: .idle)
@@ -262,21 +262,4 @@ public struct IOStats: Sendable, Equatable {
         s.socketErrors = a.socketErrors &+ b.socketErrors
         return s
     }
-}
-
-/// Bounds for stream connections.
-public struct StreamLimits: Sendable {
-    /// Bytes queued for a client that is not reading before the connection is closed.
-    public var maxQueuedBytes: Int = 256 * 1024
-    /// Upper bound for one framed message (a STUN header plus the 16-bit length's maximum).
-    public var maxFrame: Int = 20 + 65_535 + 3
-    /// A connection with no allocation and no bytes from the client for this long is closed
-    /// (idle and half-open connections; a connection's allocation keeps it open while it lives).
-    public var idleTimeout: UInt64 = 60
-    /// Stream connections one client IP may hold at once, across workers.
-    public var connectionsPerIP: Int = 512
-    /// TLS and DTLS handshakes in progress at once, server-wide (each worker takes its share).
-    public var handshakesInFlight: Int = 1024
-
-    public init() {}
 }

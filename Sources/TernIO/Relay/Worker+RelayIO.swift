@@ -6,19 +6,6 @@ import Dispatch
 import STUN
 import TernCore
 
-/// Relay addresses and ports from the config (`relay.*`).
-public struct RelayAddresses: Sendable {
-    public var ipv4: IPAddress?
-    public var ipv6: IPAddress?
-    public var portRange: ClosedRange<UInt16>
-
-    public init(ipv4: IPAddress? = nil, ipv6: IPAddress? = nil, portRange: ClosedRange<UInt16> = 49152...65535) {
-        self.ipv4 = ipv4
-        self.ipv6 = ipv6
-        self.portRange = portRange
-    }
-}
-
 extension Worker: RelayIO {
     /// The address a relay socket of `family` binds: the configured one, else the server address
     /// the client reached. Never a wildcard: XOR-RELAYED-ADDRESS must be concrete.

@@ -17,7 +17,7 @@ extension StreamConnection {
             input.withBytes(0..<input.count) { peer.send($0) }
             input.count = 0
         }
-        if peer.stream.queuedBytes > worker.limits.maxQueuedBytes / 2 {
+        if peer.stream.queuedBytes > worker.limits.streamQueueBytes / 2 {
             stream.pauseReading()
             peer.stream.onDrained = { [weak self] in self?.stream.resumeReading() }
             return false

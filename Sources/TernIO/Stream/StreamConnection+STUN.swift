@@ -19,7 +19,7 @@ extension StreamConnection {
                 return
             }
             guard length > 0, length <= available else {
-                if length > worker.limits.maxFrame {
+                if length > StreamConnection.maxFrame {
                     worker.stats.tcpClosedMalformed &+= 1
                     close(reason: .malformed)
                     return

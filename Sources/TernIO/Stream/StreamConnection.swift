@@ -11,6 +11,10 @@ import TernCore
 /// the kernel does not take waits in the stream socket's bounded queue. A client that stops reading
 /// until the queue bound is reached is disconnected, so it cannot grow Tern's memory.
 final class StreamConnection {
+    /// The largest framed message: a STUN header plus the 16-bit length's maximum, padded (RFC 8489
+    /// section 6.2.2), or a ChannelData message (RFC 8656 section 12.5).
+    static let maxFrame = 20 + 65_535 + 3
+
     typealias CloseReason = StreamSocket.CloseReason
 
     let stream: StreamSocket
@@ -85,8 +89,8 @@ final class StreamConnection {
             reads &+= 1
             if input.isFull {
                 // Full without a complete frame: grow up to the largest legal frame, never past it.
-                guard input.capacity < worker.limits.maxFrame else { close(reason: .malformed); return }
-                input.reserve(min(input.capacity, worker.limits.maxFrame - input.capacity))
+                guard input.capacity < StreamConnection.maxFrame else { close(reason: .malformed); return }
+                input.reserve(min(input.capacity, StreamConnection.maxFrame - input.capacity))
             }
             let outcome = input.withFreeSpace { stream.read(into: $0) }
             guard let n = received(outcome) else { return }
@@ -115,7 +119,7 @@ final class StreamConnection {
             if !tls.plain.isEmpty {
                 // Bounded: complete frames are consumed after every read, so what stays is less
                 // than one frame plus one read's worth.
-                guard input.count + tls.plain.count <= worker.limits.maxFrame + readChunk else {
+                guard input.count + tls.plain.count <= StreamConnection.maxFrame + readChunk else {
                     close(reason: .malformed)
                     return
                 }
@@ -165,7 +169,7 @@ final class StreamConnection {
     /// over UDP, and keeps its connection; its queue cannot grow past the bound.
     func sendRelayed(_ bytes: UnsafeRawBufferPointer) {
         guard !closed else { return }
-        if stream.queuedBytes > worker.limits.maxQueuedBytes / 2 {
+        if stream.queuedBytes > worker.limits.streamQueueBytes / 2 {
             worker.stats.streamRelayDropped &+= 1
             return
         }

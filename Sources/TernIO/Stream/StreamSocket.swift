@@ -120,7 +120,7 @@ final class StreamSocket {
             }
         }
         guard offset < bytes.count else { return }
-        if output.count - outputOffset + (bytes.count - offset) > worker.limits.maxQueuedBytes {
+        if output.count - outputOffset + (bytes.count - offset) > worker.limits.streamQueueBytes {
             worker.stats.tcpClosedSlowReader &+= 1
             failed(.slowReader)
             return

@@ -214,7 +214,7 @@ final class DTLSEndpoint {
                 flush(c)
                 continue
             }
-            if c.lastActivity &+ worker.limits.idleTimeout <= now,
+            if c.lastActivity &+ UInt64(worker.limits.streamIdleTimeout) <= now,
                worker.handler.allocations.allocation(for: FiveTuple(client: c.address, server: c.local, transport: .dtls)) == nil {
                 worker.stats.tcpClosedIdle &+= 1
                 drop(c, notify: false)
