@@ -1,4 +1,5 @@
 import CSystemd
+import TernIO
 import Dispatch
 import Foundation
 
@@ -22,9 +23,7 @@ final class SystemdNotifier: @unchecked Sendable {
 
     /// RELOADING=1 with the monotonic time systemd asks for (Type=notify-reload units), then READY=1.
     func reloading() {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        send("RELOADING=1\nMONOTONIC_USEC=\(UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec) / 1000)")
+        send("RELOADING=1\nMONOTONIC_USEC=\(SystemClock.monotonicMicroseconds)")
     }
 
     /// Starts pinging at half the watchdog interval, when systemd asked for a watchdog.

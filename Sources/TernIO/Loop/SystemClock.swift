@@ -28,4 +28,6 @@ public final class SystemClock: CoarseClock {
     public init() {}
     public var monotonicSeconds: UInt64 { Clocks.monotonicSeconds() }
     public var unixSeconds: UInt64 { Clocks.unixSeconds() }
+    /// CLOCK_MONOTONIC in microseconds (systemd's MONOTONIC_USEC= on reload).
+    public static var monotonicMicroseconds: UInt64 { Clocks.monotonicNanos() / 1000 }
 }

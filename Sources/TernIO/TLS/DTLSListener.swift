@@ -143,9 +143,7 @@ final class DTLSCookieBinding {
     }
 
     static func currentSlot() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return UInt64(max(0, now.tv_sec)) / slotSeconds
+        Clocks.monotonicSeconds() / slotSeconds
     }
 
     /// HMAC-SHA256(secret, slot ‖ peer): 32 bytes.
