@@ -24,6 +24,26 @@ extension HeavyInteropTests {
             (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1
         }
 
+        /// `openFDs` without the admin endpoint's own HTTP connections (port `adminPort`, not listening):
+        /// the test's /stats requests come and go, and the server closes each a moment after answering.
+        static func serverFDs(_ pid: Int32, adminPort: UInt16) -> Int {
+            let fdDir = "/proc/\(pid)/fd"
+            guard let fds = try? FileManager.default.contentsOfDirectory(atPath: fdDir) else { return -1 }
+            var adminConnections = Set<String>()
+            for table in ["tcp", "tcp6"] {
+                guard let text = try? String(contentsOfFile: "/proc/\(pid)/net/\(table)", encoding: .utf8) else { continue }
+                for line in text.split(separator: "\n").dropFirst() {
+                    let f = line.split(separator: " ")
+                    // sl, local_address, rem_address, st, ..., inode (the tenth field)
+                    guard f.count > 9, let port = f[1].split(separator: ":").last.flatMap({ UInt16($0, radix: 16) }),
+                          port == adminPort, f[3] != "0A" else { continue }
+                    adminConnections.insert("socket:[\(f[9])]")
+                }
+            }
+            let links = fds.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "\(fdDir)/\($0)") }
+            return links.filter { !adminConnections.contains($0) }.count
+        }
+
         static func stat(_ admin: TransportAddress, _ path: [String]) -> Int? {
             guard let body = httpRequest(admin, "/stats")?.body,
                   var node = try? JSONSerialization.jsonObject(with: Data(body.utf8)) else { return nil }
@@ -32,6 +52,16 @@ extension HeavyInteropTests {
                 node = next
             }
             return (node as? NSNumber)?.intValue
+        }
+
+        /// Polls (bounded) until `condition` holds; false if it never did within `seconds`.
+        static func poll(within seconds: TimeInterval, every interval: TimeInterval = 0.1, _ condition: () -> Bool) -> Bool {
+            let deadline = Date().addingTimeInterval(seconds)
+            while Date() < deadline {
+                if condition() { return true }
+                Thread.sleep(forTimeInterval: interval)
+            }
+            return condition()
         }
 
         /// A UDP socket on 127.0.0.1, non-blocking.
@@ -119,6 +149,11 @@ extension HeavyInteropTests {
             let server = try #require(tern.boundListeners().first?.address, "\(tern.stderr)")
             let admin = try #require(tern.adminAddress(), "\(tern.stderr)")
             let pid = tern.process.processIdentifier
+            // The descriptors of a server at rest, its admin HTTP connections aside (after one admin
+            // request, so that whatever the HTTP side opens once is counted).
+            _ = Self.stat(admin, ["allocations", "active"])
+            let fds = { Self.serverFDs(pid, adminPort: admin.port) }
+            let idleFDs = fds()
 
             // Learn the realm and a nonce (one 401), then warm up with 200 allocations that expire,
             // so that the baseline includes what the first allocations initialise once.
@@ -133,20 +168,16 @@ extension HeavyInteropTests {
                 return
             }
             func waitForNoAllocations(within seconds: Double) -> Bool {
-                let deadline = Date().addingTimeInterval(seconds)
-                while Date() < deadline {
-                    if Self.stat(admin, ["allocations", "active"]) == 0 { return true }
-                    usleep(100_000)
-                }
-                return false
+                Self.poll(within: seconds) { Self.stat(admin, ["allocations", "active"]) == 0 }
             }
             let warm = (0..<200).map { _ in Self.udpSocket() }
             #expect(Self.allocateAll(warm, server: server, realm: realm, nonce: nonce) == 200)
             for fd in warm { close(fd) }
             #expect(waitForNoAllocations(within: Double(Self.lifetime) + 10))
-            usleep(1_200_000)  // one more tick
+            // The expired relay sockets are closed in their sources' cancel handlers, just after.
+            #expect(Self.poll(within: 5) { fds() == idleFDs }, "descriptors: \(idleFDs) at rest, \(fds()) after the warm-up expired")
             let baselineRSS = try #require(Self.rss(pid))
-            let baselineFDs = Self.openFDs(pid)
+            let baselineFDs = fds()
 
             // 10,000 allocations.
             let sockets = (0..<Self.count).map { _ in Self.udpSocket() }
@@ -154,7 +185,7 @@ extension HeavyInteropTests {
             let lastCreated = Date()
             #expect(made == Self.count)
             #expect(Self.stat(admin, ["allocations", "active"]) == made)
-            #expect(Self.openFDs(pid) >= baselineFDs + made)
+            #expect(fds() >= baselineFDs + made)
             let loadedRSS = Self.rss(pid) ?? 0
             // The clients vanish without a Refresh.
             for fd in sockets { close(fd) }
@@ -165,8 +196,12 @@ extension HeavyInteropTests {
             #expect(expiredAfter <= Double(Self.lifetime) + 3, "expired \(expiredAfter) s after the last allocation")
             #expect(Self.stat(admin, ["relayPorts", "inUse"]) == 0)
             #expect(Self.stat(admin, ["allocations", "ended", "expired"]).map { $0 >= made + 200 } == true)
-            usleep(1_500_000)  // the tick that follows the last expiry gives memory back
-            let finalFDs = Self.openFDs(pid)
+            // Descriptors close in the cancel handlers just after the expiry; the tick of the mass expiry
+            // gives memory back (malloc_trim). Both are polled for, bounded.
+            _ = Self.poll(within: 10) {
+                fds() == baselineFDs && Double(Self.rss(pid) ?? .max) <= Double(baselineRSS) * 1.10
+            }
+            let finalFDs = fds()
             let finalRSS = try #require(Self.rss(pid))
             #expect(finalFDs == baselineFDs, "descriptors: \(baselineFDs) before, \(finalFDs) after")
             #expect(Double(finalRSS) <= Double(baselineRSS) * 1.10,

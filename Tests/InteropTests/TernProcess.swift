@@ -155,6 +155,9 @@ func runTool(_ path: String, _ arguments: [String], timeout: TimeInterval = 30) 
     // SIGKILL: children of the test runner inherit a signal mask that blocks SIGTERM.
     if p.isRunning { kill(p.processIdentifier, SIGKILL) }
     p.waitUntilExit()
-    while !reader.isFinished { Thread.sleep(forTimeInterval: 0.01) }
+    // The pipe ends when the last writer goes; a descendant that kept it open must not hang the test.
+    let readBy = Date().addingTimeInterval(5)
+    while !reader.isFinished && Date() < readBy { Thread.sleep(forTimeInterval: 0.01) }
+    guard reader.isFinished else { return (p.terminationStatus, "(output incomplete: a descendant of \(path) kept the pipe open)") }
     return (p.terminationStatus, String(decoding: box.data, as: UTF8.self))
 }
