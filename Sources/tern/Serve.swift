@@ -115,8 +115,7 @@ final class ServerRunner: @unchecked Sendable {
         }
         let server = Server(listeners: specs, workerCount: workerCount,
                             handlerConfiguration: HandlerConfiguration(
-                                software: settings.software,
-                                turn: Self.turnContext(settings, shared: shared, nonces: nonces)),
+                                config: settings, turn: Self.turnContext(settings, shared: shared, nonces: nonces)),
                             relay: settings.relay,
                             limits: settings.limits,
                             tls: tlsHolder, dtls: dtlsContext,

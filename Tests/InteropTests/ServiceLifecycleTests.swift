@@ -42,21 +42,10 @@ extension HeavyInteropTests {
         static func waitForRelaying(_ admin: TransportAddress, within seconds: TimeInterval = 10) -> Bool {
             let deadline = Date().addingTimeInterval(seconds)
             while Date() < deadline {
-                if let packets = statInt(admin, ["relayed", "clientToPeer", "packets"]), packets > 0 { return true }
+                if let packets = adminStat(admin, ["relayed", "clientToPeer", "packets"]), packets > 0 { return true }
                 Thread.sleep(forTimeInterval: 0.02)
             }
             return false
-        }
-
-        /// One integer from `/stats`, by its keys.
-        static func statInt(_ admin: TransportAddress, _ path: [String]) -> Int? {
-            guard let body = httpRequest(admin, "/stats")?.body,
-                  var node = try? JSONSerialization.jsonObject(with: Data(body.utf8)) else { return nil }
-            for key in path {
-                guard let next = (node as? [String: Any])?[key] else { return nil }
-                node = next
-            }
-            return (node as? NSNumber)?.intValue
         }
 
         /// uclient relaying `messages` per client (2 clients, 20 ms apart) through `server`.
@@ -179,7 +168,7 @@ extension HeavyInteropTests {
             kill(again.process.processIdentifier, SIGTERM)
             #expect(again.waitForLog("draining"), "\(again.stderr)")
             // Draining with allocations left: it keeps waiting for them (and still answers the admin API).
-            #expect(Self.statInt(againAdmin, ["allocations", "active"]).map { $0 > 0 } == true,
+            #expect(adminStat(againAdmin, ["allocations", "active"]).map { $0 > 0 } == true,
                     "no allocation left to wait for: \(again.stderr.suffix(800))")
             #expect(httpRequest(againAdmin, "/readyz")?.status == 503)
             #expect(again.process.isRunning, "exited before the drain ended: \(again.stderr.suffix(800))")

@@ -44,15 +44,6 @@ extension HeavyInteropTests {
             return links.filter { !adminConnections.contains($0) }.count
         }
 
-        static func stat(_ admin: TransportAddress, _ path: [String]) -> Int? {
-            guard let body = httpRequest(admin, "/stats")?.body,
-                  var node = try? JSONSerialization.jsonObject(with: Data(body.utf8)) else { return nil }
-            for key in path {
-                guard let next = (node as? [String: Any])?[key] else { return nil }
-                node = next
-            }
-            return (node as? NSNumber)?.intValue
-        }
 
         /// Polls (bounded) until `condition` holds; false if it never did within `seconds`.
         static func poll(within seconds: TimeInterval, every interval: TimeInterval = 0.1, _ condition: () -> Bool) -> Bool {
@@ -151,7 +142,7 @@ extension HeavyInteropTests {
             let pid = tern.process.processIdentifier
             // The descriptors of a server at rest, its admin HTTP connections aside (after one admin
             // request, so that whatever the HTTP side opens once is counted).
-            _ = Self.stat(admin, ["allocations", "active"])
+            _ = adminStat(admin, ["allocations", "active"])
             let fds = { Self.serverFDs(pid, adminPort: admin.port) }
             let idleFDs = fds()
 
@@ -168,7 +159,7 @@ extension HeavyInteropTests {
                 return
             }
             func waitForNoAllocations(within seconds: Double) -> Bool {
-                Self.poll(within: seconds) { Self.stat(admin, ["allocations", "active"]) == 0 }
+                Self.poll(within: seconds) { adminStat(admin, ["allocations", "active"]) == 0 }
             }
             let warm = (0..<200).map { _ in Self.udpSocket() }
             #expect(Self.allocateAll(warm, server: server, realm: realm, nonce: nonce) == 200)
@@ -184,7 +175,7 @@ extension HeavyInteropTests {
             let made = Self.allocateAll(sockets, server: server, realm: realm, nonce: nonce)
             let lastCreated = Date()
             #expect(made == Self.count)
-            #expect(Self.stat(admin, ["allocations", "active"]) == made)
+            #expect(adminStat(admin, ["allocations", "active"]) == made)
             #expect(fds() >= baselineFDs + made)
             let loadedRSS = Self.rss(pid) ?? 0
             // The clients vanish without a Refresh.
@@ -194,8 +185,8 @@ extension HeavyInteropTests {
             #expect(waitForNoAllocations(within: Double(Self.lifetime) + 10))
             let expiredAfter = Date().timeIntervalSince(lastCreated)
             #expect(expiredAfter <= Double(Self.lifetime) + 3, "expired \(expiredAfter) s after the last allocation")
-            #expect(Self.stat(admin, ["relayPorts", "inUse"]) == 0)
-            #expect(Self.stat(admin, ["allocations", "ended", "expired"]).map { $0 >= made + 200 } == true)
+            #expect(adminStat(admin, ["relayPorts", "inUse"]) == 0)
+            #expect(adminStat(admin, ["allocations", "ended", "expired"]).map { $0 >= made + 200 } == true)
             // Descriptors close in the cancel handlers just after the expiry; the tick of the mass expiry
             // gives memory back (malloc_trim). Both are polled for, bounded.
             _ = Self.poll(within: 10) {

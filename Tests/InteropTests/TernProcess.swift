@@ -161,3 +161,15 @@ func runTool(_ path: String, _ arguments: [String], timeout: TimeInterval = 30) 
     guard reader.isFinished else { return (p.terminationStatus, "(output incomplete: a descendant of \(path) kept the pipe open)") }
     return (p.terminationStatus, String(decoding: box.data, as: UTF8.self))
 }
+
+/// One integer from a running server's admin `/stats`, by its keys (`["allocations", "active"]`);
+/// nil when the endpoint does not answer or has no such number.
+func adminStat(_ admin: TransportAddress, _ path: [String]) -> Int? {
+    guard let body = httpRequest(admin, "/stats")?.body,
+          var node = try? JSONSerialization.jsonObject(with: Data(body.utf8)) else { return nil }
+    for key in path {
+        guard let next = (node as? [String: Any])?[key] else { return nil }
+        node = next
+    }
+    return (node as? NSNumber)?.intValue
+}

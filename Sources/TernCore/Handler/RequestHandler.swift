@@ -11,6 +11,11 @@ public struct HandlerConfiguration: Sendable {
         self.software = software.map { Array($0.utf8.prefix(763)) }
         self.turn = turn
     }
+
+    /// From the config (`software`) and the TURN context built from it (nil: TURN off).
+    public init(config: TernConfig, turn: TurnContext?) {
+        self.init(software: config.software, turn: turn)
+    }
 }
 
 /// Turns one received datagram (or one framed stream message) into at most one reply, written into a
