@@ -91,7 +91,12 @@ public final class MemoryRelayIO: RelayIO {
         openRelay(family: family, near: near, evenPort: false, reserveNext: false, dontFragment: false)
     }
 
-    public func connectPeer(from relay: RelayHandle, to peer: TransportAddress, connectionID: UInt32) {}
+    /// RFC 6062 Connects the handler asked for, in order (their outcome is the test's to report).
+    public private(set) var connects: [(relay: RelayHandle, peer: TransportAddress, connectionID: UInt32)] = []
+
+    public func connectPeer(from relay: RelayHandle, to peer: TransportAddress, connectionID: UInt32) {
+        connects.append((relay, peer, connectionID))
+    }
 
     public func sendToPeer(from handle: RelayHandle, to peer: TransportAddress, _ bytes: UnsafeRawBufferPointer) -> Bool {
         precondition(open[handle] != nil, "send from relay \(handle.id), which is not open")
