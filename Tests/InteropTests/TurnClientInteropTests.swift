@@ -1,6 +1,7 @@
 import Foundation
 import STUN
 import Testing
+import TernIO
 
 /// coturn's turnutils_uclient relaying through `tern serve` to turnutils_peer (an echo peer):
 /// an independent TURN client implementation against ours, over real loopback sockets.
@@ -61,28 +62,13 @@ extension HeavyInteropTests {
 
         /// True when a UDP datagram to `ip`:`port` comes back within 50 ms.
         static func echoes(ip: String, port: UInt16) -> Bool {
-            let v6 = ip.contains(":")
-            let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+            guard let address = IPAddress(ip).map({ TransportAddress(ip: $0, port: port) }) else { return false }
+            let fd = socket(address.ip.family == .ipv6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
             guard fd >= 0 else { return false }
             defer { close(fd) }
             var tv = timeval(tv_sec: 0, tv_usec: 50_000)
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            var connected: Int32 = -1
-            if v6 {
-                var a = sockaddr_in6()
-                a.sin6_family = sa_family_t(AF_INET6)
-                a.sin6_port = port.bigEndian
-                guard inet_pton(AF_INET6, ip, &a.sin6_addr) == 1 else { return false }
-                connected = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
-            } else {
-                var a = sockaddr_in()
-                a.sin_family = sa_family_t(AF_INET)
-                a.sin_port = port.bigEndian
-                guard inet_pton(AF_INET, ip, &a.sin_addr) == 1 else { return false }
-                connected = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            }
+            let connected = TernSocketAddress(address).withSockAddr { connect(fd, $0, $1) }
             guard connected == 0 else { return false }
             let probe: [UInt8] = Array("tern-probe".utf8)
             guard probe.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, 0) }) == probe.count else { return false }
