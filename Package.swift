@@ -67,6 +67,7 @@ let package = Package(
             name: "TernAdmin",
             dependencies: [
                 "TernCore",
+                "STUN",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),

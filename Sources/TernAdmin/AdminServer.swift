@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import STUN
 import TernCore
 
 /// The admin HTTP endpoint (Hummingbird 2): statistics, Prometheus metrics, allocation control and
@@ -70,6 +71,13 @@ public final class AdminServer: Sendable {
             let name = try context.parameters.require("name")
             return server.json(await server.backend.user(name))
         },
+        // Revocation: with credentials re-checked on every request, removing a user (or rotating
+        // the TURN REST secret) and then ending its allocations here leaves it nothing.
+        Route(method: .delete, path: "/users/{name}/allocations") { server, _, context in
+            let name = try context.parameters.require("name")
+            let n = await server.backend.deleteAllocations(ofUser: name)
+            return server.json(UserAllocationsDeleted(user: name, deleted: n))
+        },
     ]
 
     /// Every route as method and path, in the OpenAPI document's spelling.
@@ -100,6 +108,11 @@ public final class AdminServer: Sendable {
                 serverName: "tern/\(ternVersion)"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
+    }
+
+    struct UserAllocationsDeleted: Codable {
+        var user: String
+        var deleted: Int
     }
 
     struct AllocationList: Codable {
@@ -147,13 +160,14 @@ public struct AdminError: Error, CustomStringConvertible {
 
 /// `Authorization: Bearer <admin.token>` on every route; anything else gets 401 and nothing more.
 struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
-    let token: [UInt8]
+    /// SHA-256 of the token: what a presented token's digest is compared with.
+    let tokenDigest: [UInt8]
 
-    init(token: String) { self.token = Array(token.utf8) }
+    init(token: String) { self.tokenDigest = Digest.sha256(Array(token.utf8)) }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
-              Self.constantTimeEqual(Array(header.utf8.dropFirst(7)), token) else {
+              matches(Array(header.utf8.dropFirst(7))) else {
             return Response(status: .unauthorized,
                             headers: [.wwwAuthenticate: "Bearer realm=\"tern-admin\"", .contentType: "application/json"],
                             body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"error":"unauthorized"}"#)))
@@ -161,12 +175,12 @@ struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
         return try await next(request, context)
     }
 
-    /// Compares without an early exit, so the time taken does not tell how much of a guess matched.
-    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        var diff = UInt8(truncatingIfNeeded: a.count ^ b.count)
-        for i in 0..<b.count {
-            diff |= (i < a.count ? a[i] : 0) ^ b[i]
-        }
-        return diff == 0
+    /// Compares SHA-256 digests of equal length with OpenSSL's CRYPTO_memcmp: no early exit, so the
+    /// time taken tells nothing about how much of a guess matched, and no truncation of the length
+    /// (a token followed by any number of extra bytes has another digest).
+    func matches(_ presented: [UInt8]) -> Bool {
+        let digest = Digest.sha256(presented)
+        guard digest.count == tokenDigest.count, digest.count == 32 else { return false }
+        return digest.withUnsafeBytes { a in tokenDigest.withUnsafeBytes { b in constantTimeEqual(a, b) } }
     }
 }

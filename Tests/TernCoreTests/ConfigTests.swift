@@ -63,7 +63,7 @@ struct ConfigDefaultsTests {
           "relay": {"ipv4": "192.0.2.1", "ipv6": "2001:db8::1", "portRange": [1024, 1024]},
           "auth": {"users": {"alice": "pw1", "bob": "pw2"}, "secrets": ["s1", "s2"]},
           "peers": {"allow": ["10.1.0.0/16"], "deny": ["10.0.0.0/8", "::1", "fe80::/10"]},
-          "admin": {"address": "::1", "port": 9000, "token": "t0ken"},
+          "admin": {"address": "::1", "port": 9000, "token": "t0ken-t0ken-t0ken!"},
           "log": {"level": "trace"},
           "tls": {"certificate": "/etc/tern/cert.pem", "privateKey": "/etc/tern/key.pem"}
         }
@@ -88,7 +88,7 @@ struct ConfigDefaultsTests {
         #expect(config.auth.secrets == ["s1", "s2"])
         #expect(config.peers.allow == [CIDR("10.1.0.0/16")!])
         #expect(config.peers.deny == [CIDR("10.0.0.0/8")!, CIDR("::1/128")!, CIDR("fe80::/10")!])
-        #expect(config.admin == AdminConfig(address: .loopbackV6, port: 9000, token: "t0ken"))
+        #expect(config.admin == AdminConfig(address: .loopbackV6, port: 9000, token: "t0ken-t0ken-t0ken!"))
         #expect(config.log.level == .trace)
     }
 
@@ -299,7 +299,12 @@ struct ConfigErrorTests {
         #expect(open.path == "admin.token")
         #expect(open.message.contains("only binds to 127.0.0.1 or ::1"))
         #expect(parseError(#"{"admin": {"address": "2001:db8::1"}}"#)?.path == "admin.token")
-        #expect(try parse(#"{"admin": {"address": "0.0.0.0", "token": "t0ken"}}"#).admin.token == "t0ken")
+        #expect(try parse(#"{"admin": {"address": "0.0.0.0", "token": "t0ken-t0ken-t0ken!"}}"#).admin.token == "t0ken-t0ken-t0ken!")
+        // A short token is refused, and the error says why.
+        let short = parseError(#"{"admin": {"address": "0.0.0.0", "token": "0123456789abcde"}}"#)
+        #expect(short?.path == "admin.token")
+        #expect(short?.message.contains("at least 16") == true)
+        #expect(try parse(#"{"admin": {"token": "0123456789abcdef"}}"#).admin.token == "0123456789abcdef")
         #expect(try parse(#"{"admin": {"address": "127.0.0.53"}}"#).admin.address == IPAddress("127.0.0.53"))
         // A disabled endpoint may name any address.
         #expect(try parse(#"{"admin": {"address": "0.0.0.0", "enabled": false}}"#).admin.enabled == false)
@@ -365,16 +370,41 @@ struct ConfigLimitsTests {
         #expect(abuse.bandwidthPerUser == 5000)
         #expect(abuse.unauthenticatedRatePerIP == 7)
         #expect(abuse.handshakesInFlight == 8)
-        // Every abuse limit is on by default.
+        // The per-IP, total, rate and per-allocation limits are on by default; the per-user ones are
+        // off (a single static user shared by every browser of an application is the common set-up).
         let d = LimitsConfig()
-        #expect(d.allocationsPerIP > 0 && d.allocationRatePerIP > 0 && d.bandwidthPerAllocation > 0 && d.bandwidthPerUser > 0)
+        #expect(d.allocationsPerIP > 0 && d.allocationRatePerIP > 0 && d.bandwidthPerAllocation > 0 && d.allocationsTotal > 0)
+        #expect(d.unauthenticatedRatePerIP > 0 && d.bindingRatePerIP > d.unauthenticatedRatePerIP)
+        #expect(d.handshakesInFlight > 0 && d.connectionsPerIP > 0 && d.connectionsWithoutAllocation == 4096)
+        #expect(d.allocationsPerUser == 0 && d.bandwidthPerUser == 0)
+        #expect(d.handshakesPerIP == 32)
+    }
+
+    @Test("Every count and rate limit accepts 0 for unlimited; lifetimes, the idle timeout and the queue size do not")
+    func zeroMeansUnlimited() throws {
+        let countsAndRates = ["allocationsPerUser", "allocationsPerIP", "allocationsTotal", "allocationRatePerIP",
+                              "bandwidthPerAllocation", "bandwidthPerUser", "unauthenticatedRatePerIP", "bindingRatePerIP",
+                              "handshakesInFlight", "permissionsPerAllocation", "channelsPerAllocation", "connectionsPerIP",
+                              "connectionsWithoutAllocation"]
+        let body = countsAndRates.map { "\"\($0)\": 0" }.joined(separator: ", ")
+        #expect(try parse("{\"limits\": {\(body)}}").limits == LimitsConfig.unlimited)
+        for key in ["defaultLifetime", "maxLifetime", "streamIdleTimeout", "streamQueueBytes"] {
+            #expect(parseError("{\"limits\": {\"\(key)\": 0}}")?.path == "limits.\(key)")
+        }
+        #expect(LimitsConfig.allows(1_000_000, under: 0))
+        #expect(!LimitsConfig.allows(3, under: 3) && LimitsConfig.allows(2, under: 3))
+        var tiny = LimitsConfig()
+        tiny.handshakesInFlight = 4
+        #expect(tiny.handshakesPerIP == 1)
+        tiny.handshakesInFlight = 80
+        #expect(tiny.handshakesPerIP == 10)
     }
 
     @Test func errorsNameTheKey() {
         #expect(parseError(#"{"limits": {"maxLifetime": 10}}"#)?.path == "limits.maxLifetime")
         #expect(parseError(#"{"limits": {"allocationsPerUser": "many"}}"#)?.path == "limits.allocationsPerUser")
         #expect(parseError(#"{"limits": {"bandwidth": 1}}"#)?.path == "limits.bandwidth")
-        #expect(parseError(#"{"limits": {"unauthenticatedRatePerIP": 0}}"#)?.path == "limits.unauthenticatedRatePerIP")
+        #expect(parseError(#"{"limits": {"unauthenticatedRatePerIP": -1}}"#)?.path == "limits.unauthenticatedRatePerIP")
         #expect(parseError(#"{"limits": {"bandwidthPerUser": -1}}"#)?.path == "limits.bandwidthPerUser")
     }
 }

@@ -186,20 +186,25 @@ struct AdminEndpointTests {
     func bearerToken() async throws {
         let (server, _) = try startTurnServer()
         defer { server.stop() }
-        let admin = try AdminServer(settings: AdminConfig(port: 0, token: "correct-horse"), backend: ServerAdminBackend(server),
+        let admin = try AdminServer(settings: AdminConfig(port: 0, token: "correct-horse-battery-staple"), backend: ServerAdminBackend(server),
                                     logger: quietAdminLogger)
         try await admin.application().test(.live) { http in
             for path in ["/healthz", "/readyz", "/metrics", "/stats", "/allocations", "/allocations/1", "/users/alice"] {
-                for token in [nil, "wrong", "correct-hors", "correct-horsee", ""] as [String?] {
+                // The token followed by 256 extra bytes was once accepted (a length difference
+                // truncated to 8 bits); the comparison is now over SHA-256 digests.
+                let tooLong = ["correct-horse-battery-staple" + String(repeating: "x", count: 256),
+                               "correct-horse-battery-staple" + String(repeating: "\u{0}", count: 512)]
+                for token in [nil, "wrong", "correct-horse-battery-stapl", "correct-horse-battery-staplee", ""] + tooLong as [String?] {
                     let r = try await adminRequest(http, path, token: token)
                     #expect(r.status == 401, "\(path) with \(token ?? "no token")")
                     #expect(r.text == #"{"error":"unauthorized"}"#, "\(path): nothing but the refusal")
                 }
             }
             #expect(try await adminRequest(http, "/allocations/1", method: .delete, token: "wrong").status == 401)
-            #expect(try await adminRequest(http, "/healthz", token: "correct-horse").status == 200)
-            #expect(try await adminRequest(http, "/stats", token: "correct-horse").status == 200)
-            #expect(try await adminRequest(http, "/metrics", token: "correct-horse").text.contains("tern_build_info"))
+            #expect(try await adminRequest(http, "/users/alice/allocations", method: .delete, token: "wrong").status == 401)
+            #expect(try await adminRequest(http, "/healthz", token: "correct-horse-battery-staple").status == 200)
+            #expect(try await adminRequest(http, "/stats", token: "correct-horse-battery-staple").status == 200)
+            #expect(try await adminRequest(http, "/metrics", token: "correct-horse-battery-staple").text.contains("tern_build_info"))
         }
     }
 
@@ -218,8 +223,16 @@ struct AdminEndpointTests {
                 #expect(error.description.contains("needs admin.token"))
             }
             // With a token any address is allowed.
-            _ = try AdminServer(settings: AdminConfig(address: IPAddress(address)!, port: 0, token: "t"),
+            _ = try AdminServer(settings: AdminConfig(address: IPAddress(address)!, port: 0, token: "0123456789abcdef"),
                                 backend: ServerAdminBackend(server), logger: quietAdminLogger)
+        }
+        // A token shorter than 16 bytes is refused on any address, with the reason.
+        do {
+            _ = try AdminServer(settings: AdminConfig(port: 0, token: "short-token"), backend: ServerAdminBackend(server),
+                                logger: quietAdminLogger)
+            Issue.record("a 11-byte token was accepted")
+        } catch {
+            #expect(error.description.contains("at least 16"))
         }
         for address in ["127.0.0.1", "127.0.0.53", "::1"] {
             _ = try AdminServer(settings: AdminConfig(address: IPAddress(address)!, port: 0), backend: ServerAdminBackend(server),
@@ -235,6 +248,7 @@ final class EmptyAdminBackend: AdminBackend {
     func allocation(id: String) async -> AllocationInfo? { nil }
     func deleteAllocation(id: String) async -> Bool { false }
     func user(_ name: String) async -> UserInfo { UserInfo(user: name, allocations: [], relayed: RelayedTraffic()) }
+    func deleteAllocations(ofUser name: String) async -> Int { 0 }
     var isReady: Bool { true }
 }
 

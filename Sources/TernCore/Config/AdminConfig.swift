@@ -24,9 +24,15 @@ public struct AdminConfig: Sendable, Equatable {
     /// An endpoint that can end allocations is not opened to the network without a token: the
     /// reason this address may not be used, or nil. Checked by the config parser and by the endpoint.
     public var missingTokenProblem: String? {
+        if let token, token.utf8.count < Self.minimumTokenBytes {
+            return "admin.token is \(token.utf8.count) bytes; at least \(Self.minimumTokenBytes) are needed so that it cannot be guessed (make one with: openssl rand -hex 16)"
+        }
         guard token == nil && !address.isLoopback else { return nil }
         return "admin endpoint on \(address) needs admin.token: without a token it only binds to 127.0.0.1 or ::1"
     }
+
+    /// The shortest bearer token accepted: 16 bytes (128 bits when random).
+    public static let minimumTokenBytes = 16
 }
 
 /// Shutdown behaviour (SIGTERM): stop taking allocations, let the live ones finish. The handler

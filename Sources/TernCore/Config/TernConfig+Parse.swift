@@ -7,8 +7,9 @@ extension TernConfig {
     static let tlsKeys = ["certificate", "privateKey", "handshakeTimeout"]
     static let limitsKeys = ["defaultLifetime", "maxLifetime", "allocationsPerUser", "allocationsPerIP", "allocationsTotal",
                               "allocationRatePerIP", "permissionsPerAllocation", "channelsPerAllocation",
-                              "bandwidthPerAllocation", "bandwidthPerUser", "unauthenticatedRatePerIP", "handshakesInFlight",
-                              "streamIdleTimeout", "connectionsPerIP", "streamQueueBytes"]
+                              "bandwidthPerAllocation", "bandwidthPerUser", "unauthenticatedRatePerIP", "bindingRatePerIP",
+                              "handshakesInFlight", "streamIdleTimeout", "connectionsPerIP", "connectionsWithoutAllocation",
+                              "streamQueueBytes"]
     static let listenerKeys = ["transport", "address", "port"]
     static let relayKeys = ["ipv4", "ipv6", "externalIPv4", "externalIPv6", "portRange"]
     static let authKeys = ["users", "secrets"]
@@ -265,23 +266,27 @@ extension TernConfig {
         return tls
     }
 
+    /// Every count and rate limit accepts 0 for "unlimited"; lifetimes, the idle timeout and the
+    /// queue size do not.
     static func parseLimits(_ n: JSONNode) throws(ConfigError) -> LimitsConfig {
         let obj = try n.object(known: limitsKeys)
         var limits = LimitsConfig()
         if let v = obj["defaultLifetime"] { limits.defaultLifetime = try v.integer(in: 1...3600) }
         if let v = obj["maxLifetime"] { limits.maxLifetime = try v.integer(in: 600...86_400) }
-        if let v = obj["allocationsPerUser"] { limits.allocationsPerUser = try v.integer(in: 1...1_000_000) }
-        if let v = obj["allocationsPerIP"] { limits.allocationsPerIP = try v.integer(in: 1...1_000_000) }
-        if let v = obj["allocationsTotal"] { limits.allocationsTotal = try v.integer(in: 1...10_000_000) }
-        if let v = obj["allocationRatePerIP"] { limits.allocationRatePerIP = try v.integer(in: 1...1_000_000) }
+        if let v = obj["allocationsPerUser"] { limits.allocationsPerUser = try v.integer(in: 0...1_000_000) }
+        if let v = obj["allocationsPerIP"] { limits.allocationsPerIP = try v.integer(in: 0...1_000_000) }
+        if let v = obj["allocationsTotal"] { limits.allocationsTotal = try v.integer(in: 0...10_000_000) }
+        if let v = obj["allocationRatePerIP"] { limits.allocationRatePerIP = try v.integer(in: 0...1_000_000) }
         if let v = obj["bandwidthPerAllocation"] { limits.bandwidthPerAllocation = try v.integer(in: 0...(1 << 40)) }
         if let v = obj["bandwidthPerUser"] { limits.bandwidthPerUser = try v.integer(in: 0...(1 << 40)) }
-        if let v = obj["unauthenticatedRatePerIP"] { limits.unauthenticatedRatePerIP = try v.integer(in: 1...1_000_000) }
-        if let v = obj["handshakesInFlight"] { limits.handshakesInFlight = try v.integer(in: 1...1_000_000) }
-        if let v = obj["permissionsPerAllocation"] { limits.permissionsPerAllocation = try v.integer(in: 1...10_000) }
-        if let v = obj["channelsPerAllocation"] { limits.channelsPerAllocation = try v.integer(in: 1...16_384) }
+        if let v = obj["unauthenticatedRatePerIP"] { limits.unauthenticatedRatePerIP = try v.integer(in: 0...1_000_000) }
+        if let v = obj["bindingRatePerIP"] { limits.bindingRatePerIP = try v.integer(in: 0...1_000_000) }
+        if let v = obj["connectionsWithoutAllocation"] { limits.connectionsWithoutAllocation = try v.integer(in: 0...10_000_000) }
+        if let v = obj["handshakesInFlight"] { limits.handshakesInFlight = try v.integer(in: 0...1_000_000) }
+        if let v = obj["permissionsPerAllocation"] { limits.permissionsPerAllocation = try v.integer(in: 0...10_000) }
+        if let v = obj["channelsPerAllocation"] { limits.channelsPerAllocation = try v.integer(in: 0...16_384) }
         if let v = obj["streamIdleTimeout"] { limits.streamIdleTimeout = try v.integer(in: 5...86_400) }
-        if let v = obj["connectionsPerIP"] { limits.connectionsPerIP = try v.integer(in: 1...1_000_000) }
+        if let v = obj["connectionsPerIP"] { limits.connectionsPerIP = try v.integer(in: 0...1_000_000) }
         if let v = obj["streamQueueBytes"] { limits.streamQueueBytes = try v.integer(in: 16_384...67_108_864) }
         return limits
     }

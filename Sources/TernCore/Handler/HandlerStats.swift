@@ -17,6 +17,8 @@ public struct HandlerStats: Sendable, Equatable {
     public var ignored: UInt64 = 0
     /// Requests whose response did not fit the buffer (never expected; counted rather than trapped).
     public var encodeFailures: UInt64 = 0
+    /// Binding requests dropped without an answer: their source was past `limits.bindingRatePerIP`.
+    public var droppedBindingRate: UInt64 = 0
 
     public init() {}
 
@@ -31,6 +33,7 @@ public struct HandlerStats: Sendable, Equatable {
         s.unboundChannelData = a.unboundChannelData &+ b.unboundChannelData
         s.ignored = a.ignored &+ b.ignored
         s.encodeFailures = a.encodeFailures &+ b.encodeFailures
+        s.droppedBindingRate = a.droppedBindingRate &+ b.droppedBindingRate
         return s
     }
 }

@@ -6,15 +6,19 @@ public struct HandlerConfiguration: Sendable {
     public var software: [UInt8]?
     /// TURN (RFC 8656); nil serves STUN Binding only.
     public var turn: TurnContext?
+    /// Per-source budgets for every answer that is not authenticated, shared by all workers.
+    public var throttle: ReplyThrottle
 
-    public init(software: String? = nil, turn: TurnContext? = nil) {
+    /// `throttle` defaults to one with the rates of `turn`'s limits (or the config's defaults).
+    public init(software: String? = nil, turn: TurnContext? = nil, throttle: ReplyThrottle? = nil) {
         self.software = software.map { Array($0.utf8.prefix(763)) }
         self.turn = turn
+        self.throttle = throttle ?? ReplyThrottle(limits: turn?.settings.limits ?? LimitsConfig())
     }
 
-    /// From the config (`software`) and the TURN context built from it (nil: TURN off).
+    /// From the config (`software`, `limits`) and the TURN context built from it (nil: TURN off).
     public init(config: TernConfig, turn: TurnContext?) {
-        self.init(software: config.software, turn: turn)
+        self.init(software: config.software, turn: turn, throttle: ReplyThrottle(limits: config.limits))
     }
 }
 
@@ -119,21 +123,44 @@ public final class RequestHandler {
         switch reader.type.method {
         case .binding:
             stats.bindingRequests &+= 1
+            if let result = rejectUnknownAttributes(reader, response: response) {
+                return throttleUnauthenticated(result, context: context)
+            }
+            // A Binding request is what STUN is for: answered on its own, higher per-source budget.
+            guard configuration.throttle.admitBinding(context.client.ip, now: now) else {
+                stats.droppedBindingRate &+= 1
+                return .noReply
+            }
             return handleBinding(reader, context: context, response: response)
         case .allocate, .refresh, .createPermission, .channelBind, .connect, .connectionBind:
             if let turn {
                 if let result = rejectUnknownAttributes(reader, response: response) {
-                    return throttleUnauthenticated(result, turn: turn, context: context)
+                    return throttleUnauthenticated(result, context: context)
                 }
                 return handleTurnRequest(reader, turn: turn, context: context, response: response)
             }
             stats.unsupportedMethodErrors &+= 1
-            return errorResponse(reader, code: 400, reason: "TURN is not enabled", response: response)
+            return throttleUnauthenticated(errorResponse(reader, code: 400, reason: "TURN is not enabled", response: response),
+                                           context: context)
         default:
             // RFC 8489 section 6.3.1: the server answers what it cannot process with an error response.
             stats.unsupportedMethodErrors &+= 1
-            return errorResponse(reader, code: 400, reason: "Unsupported method", response: response)
+            return throttleUnauthenticated(errorResponse(reader, code: 400, reason: "Unsupported method", response: response),
+                                           context: context)
         }
+    }
+
+    /// An answer to a request that did not authenticate (a 401/438 challenge, or a 400/420/441 sent
+    /// before or instead of a credential check, whatever the method) goes out only while its source
+    /// IP is within `limits.unauthenticatedRatePerIP` per second (`ReplyThrottle`). Such requests
+    /// cost the sender nothing to spoof (RFC 8656 section 21.1 on reflection), so past the rate they
+    /// are dropped without an answer and counted; a real client retransmits and gets its answer in
+    /// the next second.
+    func throttleUnauthenticated(_ result: HandlerResult, context: PacketContext) -> HandlerResult {
+        guard case .reply = result else { return result }
+        if configuration.throttle.admitUnauthenticated(context.client.ip, now: now) { return result }
+        turnCounters.droppedUnauthenticatedRate &+= 1
+        return .noReply
     }
 
     /// Counts a datagram dropped by the event loop before it reached `handle` (e.g. not DTLS).
@@ -150,9 +177,6 @@ public final class RequestHandler {
 
     private func handleBinding(_ reader: MessageReader, context: PacketContext,
                                response: UnsafeMutableRawBufferPointer) -> HandlerResult {
-        if let result = rejectUnknownAttributes(reader, response: response) {
-            return result
-        }
         do {
             var w = try MessageWriter(buffer: response,
                                       type: MessageType(method: .binding, class: .successResponse),

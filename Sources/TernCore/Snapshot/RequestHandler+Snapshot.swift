@@ -27,7 +27,8 @@ extension RequestHandler {
         for (label, n) in [("challenged", a.challenged), ("missing_attributes", a.missingAttributes),
                            ("stale_nonce", a.staleNonce), ("unknown_user", a.unknownUser),
                            ("expired_credentials", a.expiredCredentials), ("bad_integrity", a.badIntegrity),
-                           ("wrong_credentials", a.wrongCredentials), ("bad_password_algorithm", a.badPasswordAlgorithm)] {
+                           ("wrong_credentials", a.wrongCredentials), ("bad_password_algorithm", a.badPasswordAlgorithm),
+                           ("revoked", a.revoked)] {
             s.authFailures[label, default: 0] &+= n
         }
         var relayed = t.endedTotals
@@ -61,12 +62,13 @@ extension RequestHandler {
             ("no_permission", t.droppedNoPermission &+ relayed.droppedNoPermission),
             ("policy", t.refusedByPolicy), ("send_failed", t.droppedSendFailed),
             ("bandwidth", t.droppedBandwidth), ("unauthenticated_rate", t.droppedUnauthenticatedRate),
+            ("binding_rate", stats.droppedBindingRate),
         ]
         for (label, n) in dropped { s.dropped[label, default: 0] &+= n }
         let limited: [(String, UInt64)] = [
             ("allocation_rate", t.refusedRate), ("user_quota", t.refusedUserQuota), ("ip_quota", t.refusedIPQuota),
             ("total_allocations", t.refusedTotal), ("bandwidth", t.droppedBandwidth),
-            ("unauthenticated_rate", t.droppedUnauthenticatedRate),
+            ("unauthenticated_rate", t.droppedUnauthenticatedRate), ("binding_rate", stats.droppedBindingRate),
         ]
         for (label, n) in limited { s.limited[label, default: 0] &+= n }
         if perUser {

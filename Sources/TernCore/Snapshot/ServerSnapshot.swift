@@ -149,6 +149,8 @@ public protocol AdminBackend: AnyObject, Sendable {
     /// Ends the allocation at once (relay sockets closed). False if there is none with that id.
     func deleteAllocation(id: String) async -> Bool
     func user(_ name: String) async -> UserInfo
+    /// Ends every live allocation of `name` (a TURN REST user by its `<id>`); how many ended.
+    func deleteAllocations(ofUser name: String) async -> Int
     /// Listeners bound and not draining.
     var isReady: Bool { get }
 }

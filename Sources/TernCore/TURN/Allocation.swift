@@ -158,8 +158,8 @@ public final class Allocation {
         if let bound = channels[number], bound.peer != peer { return .channelBoundToOtherPeer }
         if let other = channelByPeer[peer], other != number { return .peerBoundToOtherChannel }
         let isNew = channels[number] == nil
-        if isNew && channels.count >= maxChannels { return .tooManyChannels }
-        if !hasPermissionEntry(peer.ip) && permissions.count >= maxPermissions { return .tooManyPermissions }
+        if isNew && !LimitsConfig.allows(channels.count, under: maxChannels) { return .tooManyChannels }
+        if !hasPermissionEntry(peer.ip) && !LimitsConfig.allows(permissions.count, under: maxPermissions) { return .tooManyPermissions }
         channels[number] = ChannelBinding(peer: peer, expiry: now + UInt64(channelLifetime))
         channelByPeer[peer] = number
         permit(peer.ip, now: now, lifetime: permissionLifetime)

@@ -19,7 +19,7 @@ extension RequestHandler {
         }
         let auth: Authenticated
         switch authenticate(reader, turn: turn, context: context, allocation: existing, response: response) {
-        case .reply(let r): return throttleUnauthenticated(r, turn: turn, context: context)
+        case .reply(let r): return throttleUnauthenticated(r, context: context)
         case .ok(let a): auth = a
         }
         switch reader.type.method {
@@ -45,20 +45,6 @@ extension RequestHandler {
             stats.unsupportedMethodErrors &+= 1
             return authenticatedResponse(reader, auth: auth, errorCode: 400, reason: "Unsupported method", response: response)
         }
-    }
-
-    /// An answer to a request that did not authenticate (a 401/438 challenge, or a 400/420/441 sent
-    /// before the credentials were checked) goes out only while its source IP is within
-    /// `limits.unauthenticatedRatePerIP` per second. Such requests cost the sender nothing to spoof
-    /// (RFC 8656 section 21.1 on reflection), so past the rate they are dropped without an answer
-    /// and counted; a real client retransmits and gets its challenge in the next second.
-    func throttleUnauthenticated(_ result: HandlerResult, turn: TurnContext, context: PacketContext) -> HandlerResult {
-        guard case .reply = result else { return result }
-        if turn.shared.unauthenticatedReplies.admit(context.client.ip, now: now, limit: turn.settings.limits.unauthenticatedRatePerIP) {
-            return result
-        }
-        turnCounters.droppedUnauthenticatedRate &+= 1
-        return .noReply
     }
 
     /// RFC 8656 section 7.2 "desired lifetime": the requested value capped at the maximum, but never
@@ -149,10 +135,12 @@ extension RequestHandler {
             }
             return fail(508, "Server is draining")
         }
-        // Rate and quotas (486, or 508 for the server's total) before any socket is opened.
+        // Rate and quotas (486, or 508 for the server's total) before any socket is opened. A port
+        // held for EVEN-PORT's R bit counts as one more allocation, for every quota, while it lives;
+        // redeeming a RESERVATION-TOKEN passes the reservation's count to the new allocation.
         let userKey = Self.userKey(auth.username)
         let clientIP = context.client.ip
-        if let refusal = turn.shared.reserveAllocation(user: userKey, ip: clientIP, limits: turn.settings.limits, now: now) {
+        func refused(_ refusal: AllocationRefusal) -> HandlerResult {
             switch refusal {
             case .rate: turnCounters.refusedRate &+= 1
             case .userQuota: turnCounters.refusedUserQuota &+= 1
@@ -161,15 +149,22 @@ extension RequestHandler {
             }
             return fail(refusal.code)
         }
+        var redeemed: OpenedRelay.Reserved? = nil
+        if let token = reservation {
+            switch turn.shared.redeemReservation(token, user: userKey, ip: clientIP, limits: turn.settings.limits, now: now) {
+            case .redeemed(let r): redeemed = r
+            case .notFound: return fail(508, "Reservation not found")
+            case .refused(let refusal): return refused(refusal)
+            }
+        } else if let refusal = turn.shared.reserveAllocation(user: userKey, ip: clientIP, limits: turn.settings.limits,
+                                                              now: now, count: reserveNext ? 2 : 1) {
+            return refused(refusal)
+        }
         var relays: [RelaySlot] = []
         var reservationToken: UInt64? = nil
         var additionalError: Int? = nil
         let advertised = turn.settings.advertised
-        if let token = reservation {
-            guard let reserved = turn.shared.takeReservation(token) else {
-                turn.shared.releaseAllocation(user: userKey, ip: clientIP)
-                return fail(508, "Reservation not found")
-            }
+        if let reserved = redeemed {
             let opened = relayIO.adoptReserved(reserved, dontFragment: dontFragment)
             relays.append(RelaySlot(handle: opened.handle, bound: opened.bound, advertised: advertised(opened.bound)))
         } else if tcpRelay {
@@ -185,10 +180,13 @@ extension RequestHandler {
             case .success(let opened):
                 relays.append(RelaySlot(handle: opened.handle, bound: opened.bound, advertised: advertised(opened.bound)))
                 if let next = opened.reservedNext {
-                    reservationToken = turn.shared.addReservation(next, expiry: now + UInt64(TurnSettings.reservationLifetime))
+                    reservationToken = turn.shared.addReservation(next, expiry: now + UInt64(TurnSettings.reservationLifetime),
+                                                                  user: userKey, ip: clientIP)
+                } else if reserveNext {
+                    turn.shared.releaseAllocation(user: userKey, ip: clientIP)
                 }
             case .failure(let e):
-                turn.shared.releaseAllocation(user: userKey, ip: clientIP)
+                turn.shared.releaseAllocation(user: userKey, ip: clientIP, count: reserveNext ? 2 : 1)
                 return fail(e == .familyUnavailable ? 440 : 508)
             }
             if let additional {
@@ -300,11 +298,21 @@ extension RequestHandler {
         return true
     }
 
+    /// Ends every live allocation of `user` on this worker (the admin endpoint's DELETE
+    /// /users/{name}/allocations): `user` is a static username, or a TURN REST username's `<id>`
+    /// (every credential issued for it), or one whole REST username. Returns how many ended.
+    public func deleteAllocations(ofUser user: String) -> Int {
+        let ending = allocations.all.filter { Self.userKey($0.username) == user || $0.username == user }
+        for a in ending { deallocate(a, reason: .admin) }
+        return ending.count
+    }
+
     /// Reads the clock and expires what is due: allocations (RFC 8656 section 7), permissions
     /// (section 9) and channel bindings (section 11), plus unredeemed port reservations. Called
     /// once a second by the worker (and by tests after moving their clock); costs nothing per packet.
     public func tick() {
         readClock()
+        configuration.throttle.sweep(now: now)
         guard let turn else { return }
         var ended: [Allocation] = []
         for a in allocations.all {
@@ -317,7 +325,6 @@ extension RequestHandler {
         for a in ended { deallocate(a, reason: .expired) }
         for r in turn.shared.expiredReservations(now: now) { relayIO?.discardReserved(r) }
         turn.shared.allocationRate.sweep(now: now)
-        turn.shared.unauthenticatedReplies.sweep(now: now)
     }
 
     /// RFC 8656 section 3.1 / RFC 6062 section 5.1: an allocation made over a stream connection lives

@@ -17,6 +17,11 @@ enum AuthOutcome {
 extension RequestHandler {
     /// RFC 8489 section 9.2.4 (long-term credentials, receiving a request), with RFC 8656 section 7.2's
     /// rule that requests on an allocation must use the credentials that created it (441).
+    ///
+    /// The user is looked up on every request, on an allocation too (as coturn does): a user removed
+    /// by a reload, a TURN REST username past its expiry, or a key that no longer comes from the
+    /// configured password or secrets gets a 401 challenge, so its Refresh, CreatePermission and
+    /// ChannelBind fail and the allocation runs out. Users still valid go on unchanged.
     func authenticate(_ reader: MessageReader, turn: TurnContext, context: PacketContext,
                       allocation: Allocation?, response: UnsafeMutableRawBufferPointer) -> AuthOutcome {
         let hasMI = reader.hasMessageIntegrity
@@ -76,7 +81,16 @@ extension RequestHandler {
                 turnCounters.auth.wrongCredentials &+= 1
                 return .reply(errorResponse(reader, code: 441, reason: "Wrong Credentials", response: response))
             }
-            candidates = [allocation.key]
+            switch turn.credentials.lookup(username: username, algorithm: algorithm, now: unixNow) {
+            case .keys(let keys) where keys.contains(allocation.key):
+                candidates = [allocation.key]
+            case .expired:
+                turnCounters.auth.expiredCredentials &+= 1
+                return .reply(challenge(reader, turn: turn, context: context, code: 401, response: response))
+            case .keys, .unknownUser:
+                turnCounters.auth.revoked &+= 1
+                return .reply(challenge(reader, turn: turn, context: context, code: 401, response: response))
+            }
         } else {
             switch turn.credentials.lookup(username: username, algorithm: algorithm, now: unixNow) {
             case .keys(let keys):

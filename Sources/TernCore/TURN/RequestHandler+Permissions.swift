@@ -30,7 +30,7 @@ extension RequestHandler {
             if failure == 403 { turnCounters.refusedByPolicy &+= 1 }
             return authenticatedResponse(reader, auth: auth, errorCode: failure, response: response)
         }
-        guard allocation.permissions.count + newOnes <= turn.settings.limits.permissionsPerAllocation else {
+        guard LimitsConfig.allows(allocation.permissions.count + newOnes - 1, under: turn.settings.limits.permissionsPerAllocation) else {
             return authenticatedResponse(reader, auth: auth, errorCode: 508, reason: "Too many permissions", response: response)
         }
         try? reader.forEachXORAddress(.xorPeerAddress) { peer in

@@ -20,7 +20,7 @@ extension RequestHandler {
         }
         // Section 5.2: one connection per peer address, pending or active.
         if allocation.tcpPeers.values.contains(where: { $0.peer == peer }) { return fail(446) }
-        guard allocation.tcpPeers.count < turn.settings.limits.channelsPerAllocation else { return fail(508, "Too many connections") }
+        guard LimitsConfig.allows(allocation.tcpPeers.count, under: turn.settings.limits.channelsPerAllocation) else { return fail(508, "Too many connections") }
         let id = turn.shared.registerPeerConnection(worker: workerIndex, username: allocation.username)
         allocation.tcpPeers[id] = Allocation.TCPPeer(
             peer: peer, pendingConnect: (reader.transactionID, auth.sha256, reader.hasFingerprint))
@@ -71,7 +71,7 @@ extension RequestHandler {
                                        output: UnsafeMutableRawBufferPointer) -> (connectionID: UInt32, route: ClientRoute, length: Int)? {
         guard let turn, let allocation = allocations.allocation(forRelay: relay), allocation.tcpRelay,
               allocation.hasPermission(peer.ip, now: now),
-              allocation.tcpPeers.count < turn.settings.limits.channelsPerAllocation else {
+              LimitsConfig.allows(allocation.tcpPeers.count, under: turn.settings.limits.channelsPerAllocation) else {
             turnCounters.droppedNoPermission &+= 1
             return nil
         }
@@ -100,7 +100,7 @@ extension RequestHandler {
                         response: UnsafeMutableRawBufferPointer) -> HandlerResult {
         let auth: Authenticated
         switch authenticate(reader, turn: turn, context: context, allocation: nil, response: response) {
-        case .reply(let r): return r
+        case .reply(let r): return throttleUnauthenticated(r, context: context)
         case .ok(let a): auth = a
         }
         guard context.transport.isStream else {

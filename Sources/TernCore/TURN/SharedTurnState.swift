@@ -14,9 +14,22 @@ public final class SharedTurnState: @unchecked Sendable {
     private var userBandwidth: [String: UserBandwidth] = [:]
     /// New allocations per client IP per second (`limits.allocationRatePerIP`).
     public let allocationRate = SourceRateTable()
-    /// Unauthenticated error responses per source IP per second (`limits.unauthenticatedRatePerIP`).
-    public let unauthenticatedReplies = SourceRateTable()
-    private var reservations: [UInt64: (reserved: OpenedRelay.Reserved, expiry: UInt64)] = [:]
+    /// EVEN-PORT reservations by token. Each holds one allocation's count for the user and IP of the
+    /// Allocate that made it, for every quota, as long as it lives (its socket holds a relay port).
+    private var reservations: [UInt64: Reservation] = [:]
+    private struct Reservation {
+        var reserved: OpenedRelay.Reserved
+        var expiry: UInt64
+        var user: String
+        var ip: IPAddress
+    }
+
+    /// What `redeemReservation` found.
+    enum Redemption {
+        case redeemed(OpenedRelay.Reserved)
+        case notFound
+        case refused(AllocationRefusal)
+    }
 
     /// RFC 6062 peer data connections by CONNECTION-ID: which worker owns each, for whom, and
     /// whether a client data connection has claimed it. ConnectionBind arrives on a new client
@@ -73,31 +86,57 @@ public final class SharedTurnState: @unchecked Sendable {
         return id
     }
 
-    /// Admits one more allocation for `user` from `ip`, or says which limit refuses it: the rate per
-    /// IP, then the quotas per user, per IP and in total (RFC 8656 section 7.2: 486 for quotas, 508
-    /// for capacity). On success the caller owns one count of each, given back by `releaseAllocation`.
-    func reserveAllocation(user: String, ip: IPAddress, limits: LimitsConfig, now: UInt64) -> AllocationRefusal? {
+    /// Admits `count` more allocations for `user` from `ip` (2 for an Allocate with EVEN-PORT's R
+    /// bit: the reserved port counts as an allocation while it is held), or says which limit refuses
+    /// it: the rate per IP, then the quotas per user, per IP and in total (RFC 8656 section 7.2: 486
+    /// for quotas, 508 for capacity; a limit of 0 is no limit). On success the caller owns `count`
+    /// counts of each, given back by `releaseAllocation` (or by the reservation that takes one).
+    func reserveAllocation(user: String, ip: IPAddress, limits: LimitsConfig, now: UInt64, count: Int = 1) -> AllocationRefusal? {
         guard allocationRate.admit(ip, now: now, limit: limits.allocationRatePerIP) else { return .rate }
         lock.lock(); defer { lock.unlock() }
+        return countLocked(user: user, ip: ip, limits: limits, count: count)
+    }
+
+    private func countLocked(user: String, ip: IPAddress, limits: LimitsConfig, count: Int) -> AllocationRefusal? {
         let n = perUser[user, default: 0]
-        guard n < limits.allocationsPerUser else { return .userQuota }
+        guard LimitsConfig.allows(n + count - 1, under: limits.allocationsPerUser) else { return .userQuota }
         let m = perIP[ip.limitKey, default: 0]
-        guard m < limits.allocationsPerIP else { return .ipQuota }
-        guard total < limits.allocationsTotal else { return .total }
-        perUser[user] = n + 1
-        perIP[ip.limitKey] = m + 1
-        total += 1
+        guard LimitsConfig.allows(m + count - 1, under: limits.allocationsPerIP) else { return .ipQuota }
+        guard LimitsConfig.allows(total + count - 1, under: limits.allocationsTotal) else { return .total }
+        perUser[user] = n + count
+        perIP[ip.limitKey] = m + count
+        total += count
         return nil
     }
 
-    func releaseAllocation(user: String, ip: IPAddress) {
+    func releaseAllocation(user: String, ip: IPAddress, count: Int = 1) {
         lock.lock(); defer { lock.unlock() }
-        let n = perUser[user, default: 0] - 1
+        releaseLocked(user: user, ip: ip, count: count)
+    }
+
+    private func releaseLocked(user: String, ip: IPAddress, count: Int) {
+        let n = perUser[user, default: 0] - count
         perUser[user] = n > 0 ? n : nil
         if n <= 0 { userBandwidth[user] = nil }
-        let m = perIP[ip.limitKey, default: 0] - 1
+        let m = perIP[ip.limitKey, default: 0] - count
         perIP[ip.limitKey] = m > 0 ? m : nil
-        total = max(0, total - 1)
+        total = max(0, total - count)
+    }
+
+    /// An Allocate with RESERVATION-TOKEN (RFC 8656 section 7.2): the reservation's count passes to
+    /// the new allocation of `user` from `ip`, which must itself fit the quotas (and the rate). If it
+    /// does not, the reservation stays as it was.
+    func redeemReservation(_ token: UInt64, user: String, ip: IPAddress, limits: LimitsConfig, now: UInt64) -> Redemption {
+        guard allocationRate.admit(ip, now: now, limit: limits.allocationRatePerIP) else { return .refused(.rate) }
+        lock.lock(); defer { lock.unlock() }
+        guard let r = reservations[token] else { return .notFound }
+        releaseLocked(user: r.user, ip: r.ip, count: 1)
+        if let refusal = countLocked(user: user, ip: ip, limits: limits, count: 1) {
+            _ = countLocked(user: r.user, ip: r.ip, limits: LimitsConfig.unlimited, count: 1)
+            return .refused(refusal)
+        }
+        reservations[token] = nil
+        return .redeemed(r.reserved)
     }
 
     /// The bandwidth bucket all of `user`'s allocations draw from (created with its first one; its
@@ -119,19 +158,16 @@ public final class SharedTurnState: @unchecked Sendable {
         return perUser[user, default: 0]
     }
 
-    /// RFC 8656 section 14.9: a fresh 8-byte token (CSPRNG) naming a held socket.
-    func addReservation(_ reserved: OpenedRelay.Reserved, expiry: UInt64) -> UInt64 {
+    /// RFC 8656 section 14.9: a fresh 8-byte token (CSPRNG) naming a held socket. The reservation
+    /// takes over one count of `user` and `ip` that the caller reserved (`reserveAllocation(count: 2)`),
+    /// given back when it expires or is redeemed.
+    func addReservation(_ reserved: OpenedRelay.Reserved, expiry: UInt64, user: String, ip: IPAddress) -> UInt64 {
         var rng = SystemRandomNumberGenerator()
         lock.lock(); defer { lock.unlock() }
         var token = rng.next() as UInt64
         while reservations[token] != nil || token == 0 { token = rng.next() }
-        reservations[token] = (reserved, expiry)
+        reservations[token] = Reservation(reserved: reserved, expiry: expiry, user: user, ip: ip)
         return token
-    }
-
-    func takeReservation(_ token: UInt64) -> OpenedRelay.Reserved? {
-        lock.lock(); defer { lock.unlock() }
-        return reservations.removeValue(forKey: token)?.reserved
     }
 
     /// EVEN-PORT reservations held now (their sockets count as relay ports in use).
@@ -146,6 +182,7 @@ public final class SharedTurnState: @unchecked Sendable {
         var out: [OpenedRelay.Reserved] = []
         for (token, r) in reservations where r.expiry <= now {
             out.append(r.reserved)
+            releaseLocked(user: r.user, ip: r.ip, count: 1)
             reservations[token] = nil
         }
         return out
@@ -155,6 +192,7 @@ public final class SharedTurnState: @unchecked Sendable {
     public func drainReservations() -> [OpenedRelay.Reserved] {
         lock.lock(); defer { lock.unlock() }
         let out = reservations.values.map(\.reserved)
+        for r in reservations.values { releaseLocked(user: r.user, ip: r.ip, count: 1) }
         reservations.removeAll()
         return out
     }

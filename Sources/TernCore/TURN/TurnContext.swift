@@ -43,6 +43,9 @@ public struct AuthFailureCounters: Sendable, Equatable {
     /// A different user (or algorithm) than the one that made the allocation: 441.
     public var wrongCredentials: UInt64 = 0
     public var badPasswordAlgorithm: UInt64 = 0
+    /// A request on an allocation whose user has since been removed, or whose password or TURN REST
+    /// secret changed (a reload): 401, and the allocation runs out.
+    public var revoked: UInt64 = 0
     public init() {}
 
     public static func + (a: Self, b: Self) -> Self {
@@ -55,6 +58,7 @@ public struct AuthFailureCounters: Sendable, Equatable {
         s.badIntegrity = a.badIntegrity &+ b.badIntegrity
         s.wrongCredentials = a.wrongCredentials &+ b.wrongCredentials
         s.badPasswordAlgorithm = a.badPasswordAlgorithm &+ b.badPasswordAlgorithm
+        s.revoked = a.revoked &+ b.revoked
         return s
     }
 }

@@ -21,6 +21,12 @@ extension Server {
         return withHandlers { $0.deleteAllocation(id: n) }.contains(true)
     }
 
+    /// Ends every live allocation of `name` (a static user, or a TURN REST user by its `<id>`) on
+    /// every worker; returns how many ended.
+    public func deleteAllocations(ofUser name: String) -> Int {
+        withHandlers { $0.deleteAllocations(ofUser: name) }.reduce(0, +)
+    }
+
     public func userInfo(_ name: String) -> UserInfo {
         var traffic = AllocationCounters()
         for (_, c) in withHandlers({ $0.counters(forUser: RequestHandler.userKey(name)) }) { traffic.add(c) }
@@ -55,6 +61,10 @@ public final class ServerAdminBackend: AdminBackend {
 
     public func deleteAllocation(id: String) async -> Bool {
         await off { [server] in server.deleteAllocation(id: id) }
+    }
+
+    public func deleteAllocations(ofUser name: String) async -> Int {
+        await off { [server] in server.deleteAllocations(ofUser: name) }
     }
 
     public func user(_ name: String) async -> UserInfo {
