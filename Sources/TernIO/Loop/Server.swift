@@ -138,9 +138,11 @@ public final class Server: @unchecked Sendable {
         }
     }
 
-    /// Reload: stream limits for new checks (idle timeout, queue bound, connections per IP).
+    /// Reload: stream limits for new checks (idle timeout, queue bound, connections per IP), and the
+    /// per-source budgets of unauthenticated answers and Binding responses.
     public func updateLimits(_ limits: LimitsConfig) {
         connectionLimiter.limit = limits.connectionsPerIP
+        handlerConfiguration.throttle.update(limits)
         for w in workers { w.queue.sync { w.limits = limits } }
     }
 
