@@ -59,6 +59,8 @@ final class ServerRunner: @unchecked Sendable {
     private var dtlsEnabled = false
     /// "admin http://127.0.0.1:8478" or "admin off", set once the endpoint is up.
     private var adminLine = "admin off"
+    /// The admin endpoint's address once it is bound (a peer there is refused).
+    private var adminAddress: TransportAddress?
     /// The one-line summary in systemd's STATUS=, from what is bound now (reloads change it).
     private var summary: String {
         "\(server.bound.count) listeners (\(server.bound.map(\.description).joined(separator: ", "))), \(server.workers.count) workers, \(adminLine)"
@@ -74,14 +76,16 @@ final class ServerRunner: @unchecked Sendable {
 
     var usingBuiltInDefault: Bool { configPath == nil }
 
-    /// TURN is served only with credentials configured: an open relay is never the default.
-    static func turnContext(_ settings: TernConfig, shared: SharedTurnState, nonces: NonceIssuer) -> TurnContext? {
+    /// TURN is served only with credentials configured: an open relay is never the default. `own`:
+    /// the server's own endpoints, which the peer policy refuses or admits (relay loops).
+    static func turnContext(_ settings: TernConfig, shared: SharedTurnState, nonces: NonceIssuer,
+                            own: PeerPolicy.OwnEndpoints = .init()) -> TurnContext? {
         guard !settings.auth.users.isEmpty || !settings.auth.secrets.isEmpty else { return nil }
         return TurnContext(
             realm: settings.realm,
             credentials: CredentialStore(realm: settings.realm, users: settings.auth.users, secrets: settings.auth.secrets),
             nonces: nonces,
-            policy: PeerPolicy(settings.peers),
+            policy: PeerPolicy(settings.peers).with(own),
             settings: TurnSettings(config: settings),
             shared: shared)
     }
@@ -118,7 +122,7 @@ final class ServerRunner: @unchecked Sendable {
                                 config: settings, turn: Self.turnContext(settings, shared: shared, nonces: nonces)),
                             relay: settings.relay,
                             limits: settings.limits,
-                            tls: tlsHolder, dtls: dtlsContext,
+                            tls: tlsHolder, dtls: dtlsContext, handshakeTimeout: settings.tls.handshakeTimeout,
                             io: settings.io,
                             logger: logger)
         self.server = server
@@ -137,13 +141,17 @@ final class ServerRunner: @unchecked Sendable {
         if settings.admin.enabled {
             do {
                 let port = try startAdmin(server)
-                adminLine = "admin http://\(TransportAddress(ip: settings.admin.address, port: UInt16(port)))"
+                adminAddress = TransportAddress(ip: settings.admin.address, port: UInt16(port))
+                adminLine = "admin http://\(adminAddress!)"
             } catch {
                 logger.critical("start failed: admin endpoint", metadata: ["error": "\(error)"])
                 server.stop()
                 throw ExitCode(1)
             }
         }
+        // Now that every port is known: the peer policy refuses the listeners and the admin endpoint.
+        server.updateTurn(Self.turnContext(settings, shared: shared, nonces: nonces,
+                                           own: server.ownEndpoints(admin: adminAddress)))
         systemd.ready(status: "serving: \(summary)")
         systemd.startWatchdog()
         logger.info("tern listening", metadata: [
@@ -233,7 +241,8 @@ final class ServerRunner: @unchecked Sendable {
         if let newTLS, let holder = tlsHolder { holder.replace(with: newTLS) }
         if let newDTLS { try server.reloadDTLS(newDTLS) }
         if newTLS != nil || newDTLS != nil { logger.info("reload: tls certificate reloaded") }
-        server.updateTurn(Self.turnContext(fresh, shared: shared, nonces: nonces))
+        server.updateTurn(Self.turnContext(fresh, shared: shared, nonces: nonces,
+                                           own: server.ownEndpoints(admin: adminAddress)))
         server.updateLimits(fresh.limits)
         let restartOnly: [(String, Bool)] = [
             ("workers", fresh.workers != settings.workers), ("relay", fresh.relay != settings.relay),

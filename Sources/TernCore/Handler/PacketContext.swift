@@ -11,6 +11,9 @@ public struct PacketContext: Sendable {
     public var socket: Int
     /// The worker-local id of the stream connection it arrived on (0 for datagrams).
     public var connection: UInt64
+    /// The stream connection has already carried a message other than a ConnectionBind request
+    /// (a ConnectionBind may be retried after its 401 challenge on the same connection).
+    public var streamInUse = false
 
     public init(client: TransportAddress, local: TransportAddress, transport: ClientTransport, socket: Int = 0,
                 connection: UInt64 = 0) {

@@ -25,6 +25,8 @@ import STUN
 public struct PeerPolicy: Sendable {
     private let deny: Rules
     private let allow: Rules
+    /// The server's own endpoints (`ownEndpoints`): empty until the server says what it bound.
+    public private(set) var own = OwnEndpoints()
 
     public init(allow: [CIDR], deny: [CIDR]) {
         self.allow = Rules(allow)
@@ -35,13 +37,74 @@ public struct PeerPolicy: Sendable {
         self.init(allow: config.allow, deny: config.deny)
     }
 
-    /// True when a client may have a permission for, bind a channel to, or send to `ip`.
+    /// True when a client may have a permission for `ip` (CreatePermission: permissions are per IP,
+    /// RFC 8656 section 9). The server's own relay addresses are permitted even when private:
+    /// relaying between two clients of this server (TURN to TURN) goes through them. An explicit
+    /// `deny` still wins.
     public func permits(_ ip: IPAddress) -> Bool {
         let embedded = Self.embeddedIPv4(ip)
         if deny.matches(ip, embedded) { return false }
         if allow.matches(ip, embedded) { return true }
+        if own.isRelayIP(ip) { return true }
         if Self.defaults.matches(ip, embedded) { return false }
         return true
+    }
+
+    /// True when a client may bind a channel to, send to, or (RFC 6062) connect to `peer`. Refused,
+    /// whatever `allow` says: the server's own listener and admin ports (a relay loop, or a client
+    /// reaching the admin endpoint from the server's own address). On the server's own relay
+    /// addresses only the relay port range is permitted when the policy would otherwise refuse them.
+    public func permits(_ peer: TransportAddress) -> Bool {
+        if own.isService(peer) { return false }
+        let embedded = Self.embeddedIPv4(peer.ip)
+        if deny.matches(peer.ip, embedded) { return false }
+        if allow.matches(peer.ip, embedded) { return true }
+        if own.isRelayIP(peer.ip), own.relayPorts.contains(peer.port) { return true }
+        if Self.defaults.matches(peer.ip, embedded) { return false }
+        return true
+    }
+
+    /// This policy, knowing the server's own endpoints.
+    public func with(_ own: OwnEndpoints) -> PeerPolicy {
+        var p = self
+        p.own = own
+        return p
+    }
+
+    /// The server's own addresses, as far as relaying is concerned: where its listeners and admin
+    /// endpoint are (never a peer), and its relay addresses and port range (a peer there is another
+    /// client of this server).
+    public struct OwnEndpoints: Sendable {
+        /// Listener and admin endpoints. A wildcard address (0.0.0.0 or ::) stands for every address
+        /// of the host that a peer could name: loopback, and the relay and external addresses.
+        public var services: [TransportAddress]
+        /// Relay addresses and the external addresses advertised for them.
+        public var relayIPs: [IPAddress]
+        public var relayPorts: ClosedRange<UInt16>
+
+        public init(services: [TransportAddress] = [], relayIPs: [IPAddress] = [], relayPorts: ClosedRange<UInt16> = 0...0) {
+            self.services = services
+            self.relayIPs = relayIPs
+            self.relayPorts = relayPorts
+        }
+
+        @inline(__always)
+        func isRelayIP(_ ip: IPAddress) -> Bool {
+            let v4 = PeerPolicy.embeddedIPv4(ip).map(IPAddress.v4) ?? ip
+            for r in relayIPs where r == v4 { return true }
+            return false
+        }
+
+        /// A listener or admin port on one of this host's addresses. No allocation: a few entries.
+        @inline(__always)
+        func isService(_ peer: TransportAddress) -> Bool {
+            let ip = PeerPolicy.embeddedIPv4(peer.ip).map(IPAddress.v4) ?? peer.ip
+            for s in services where s.port == peer.port {
+                if s.ip == ip { return true }
+                if s.ip.isUnspecified, ip.isLoopback || ip.isUnspecified || isRelayIP(ip) { return true }
+            }
+            return false
+        }
     }
 
     /// The IPv4 address an IPv6 address embeds, for the forms listed on the type; nil otherwise

@@ -56,6 +56,12 @@ extension RequestHandler {
             turnCounters.droppedNoPermission &+= 1
             return .noReply
         }
+        // A permission is per IP; the port is judged here (the server's own listener and admin
+        // ports are never a peer; on its own relay addresses only the relay port range is).
+        if let turn, !turn.policy.permits(peer) {
+            turnCounters.refusedByPolicy &+= 1
+            return .noReply
+        }
         send(data, from: relay, to: peer, allocation: allocation)
         return .noReply
     }

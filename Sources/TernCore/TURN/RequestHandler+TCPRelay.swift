@@ -14,7 +14,7 @@ extension RequestHandler {
         guard allocation.tcpRelay, let relay = allocation.relays.first else { return fail(400, "Not a TCP allocation") }
         guard let peer = try? reader.xorAddress(.xorPeerAddress) else { return fail(400, "Missing XOR-PEER-ADDRESS") }
         guard peer.ip.family == relay.bound.ip.family else { return fail(443) }
-        guard turn.policy.permits(peer.ip) else {
+        guard turn.policy.permits(peer) else {
             turnCounters.refusedByPolicy &+= 1
             return fail(403)
         }
@@ -105,6 +105,13 @@ extension RequestHandler {
         }
         guard context.transport.isStream else {
             return authenticatedResponse(reader, auth: auth, errorCode: 400, reason: "ConnectionBind needs a TCP connection", response: response)
+        }
+        // Section 5.4: ConnectionBind comes on a new connection. On one that carries an allocation
+        // (the control connection) or has carried other requests it would turn that connection into
+        // a raw pipe whose allocation never ends with it: refused.
+        let tuple = FiveTuple(client: context.client, server: context.local, transport: context.transport)
+        if context.streamInUse || allocations.allocation(for: tuple) != nil {
+            return authenticatedResponse(reader, auth: auth, errorCode: 400, reason: "ConnectionBind needs a new connection", response: response)
         }
         guard let id = try? reader.connectionID() else {
             return authenticatedResponse(reader, auth: auth, errorCode: 400, reason: "Missing CONNECTION-ID", response: response)

@@ -133,3 +133,26 @@ extension Server {
         return (added.map(\.1), removed)
     }
 }
+
+extension Server {
+    /// What the peer policy must know of this server (issue 13: relay loops): the listeners bound now
+    /// and the admin endpoint (`admin`) are never a peer, and the relay addresses with the relay
+    /// port range are (a peer there is another client of this server). Relay addresses left to the
+    /// system (nil or unspecified) stand for the host's interface addresses, loopback excepted (a
+    /// relay bound near a loopback listener is loopback only when configured so).
+    public func ownEndpoints(admin: TransportAddress?) -> PeerPolicy.OwnEndpoints {
+        var services = bound.map(\.address)
+        if let admin { services.append(admin) }
+        var relayIPs: [IPAddress] = []
+        let host = Posix.interfaceAddresses()
+        for (configured, family) in [(relayAddresses.ipv4, AddressFamily.ipv4), (relayAddresses.ipv6, .ipv6)] {
+            if let ip = configured, !ip.isUnspecified {
+                relayIPs.append(ip)
+            } else {
+                relayIPs += host.filter { $0.family == family && !$0.isLoopback }
+            }
+        }
+        relayIPs += [relayAddresses.externalIPv4, relayAddresses.externalIPv6].compactMap { $0 }
+        return PeerPolicy.OwnEndpoints(services: services, relayIPs: relayIPs, relayPorts: relayAddresses.portRange)
+    }
+}

@@ -51,7 +51,9 @@ extension Server {
                     s.dropped[label, default: 0] &+= n
                 }
                 s.limited["connections_per_ip", default: 0] &+= io.tcpRefusedPerIP
-                s.limited["handshakes_in_flight", default: 0] &+= io.handshakesRefused
+                s.limited["handshakes_in_flight", default: 0] &+= io.handshakesRefused &- io.handshakesRefusedPerIP
+                s.limited["handshakes_per_ip", default: 0] &+= io.handshakesRefusedPerIP
+                s.limited["connections_without_allocation", default: 0] &+= io.refusedWithoutAllocation
 
                 total.io = total.io + io
                 total.handler = total.handler + handler.stats

@@ -33,6 +33,8 @@ public final class Server: @unchecked Sendable {
     public let tls: TLSContextHolder?
     /// The DTLS context of `dtls` listeners at start; `reloadDTLS` gives new associations another.
     public let dtls: TLSServerContext?
+    /// Seconds a TLS or DTLS handshake may take (`tls.handshakeTimeout`), for both listener kinds.
+    public let handshakeTimeout: UInt64
     let sockets: SocketFactory
     /// EVEN-PORT reservations of every worker (a reservation may be redeemed on any of them).
     let reservedRelays = ReservedRelays()
@@ -62,15 +64,16 @@ public final class Server: @unchecked Sendable {
 
     public init(listeners: [ListenerConfig], workerCount: Int, handlerConfiguration: HandlerConfiguration,
                 relay: RelayConfig = RelayConfig(), limits: LimitsConfig = LimitsConfig(),
-                tls: TLSContextHolder? = nil, dtls: TLSServerContext? = nil, io: IOConfig = IOConfig(),
-                clock: CoarseClock = SystemClock(), logger: Logger) {
+                tls: TLSContextHolder? = nil, dtls: TLSServerContext? = nil, handshakeTimeout: Int? = nil,
+                io: IOConfig = IOConfig(), clock: CoarseClock = SystemClock(), logger: Logger) {
         self.tls = tls
         self.dtls = dtls
+        self.handshakeTimeout = handshakeTimeout.map(UInt64.init) ?? tls?.handshakeTimeout ?? UInt64(TLSConfig().handshakeTimeout)
         precondition(workerCount >= 1, "at least one worker")
         self.listeners = listeners
         self.logger = logger
         self.handlerConfiguration = handlerConfiguration
-        let limiter = ConnectionLimiter(limit: limits.connectionsPerIP)
+        let limiter = ConnectionLimiter(limits: limits)
         self.connectionLimiter = limiter
         self.relayAddresses = relay
         self.io = io
@@ -141,7 +144,7 @@ public final class Server: @unchecked Sendable {
     /// Reload: stream limits for new checks (idle timeout, queue bound, connections per IP), and the
     /// per-source budgets of unauthenticated answers and Binding responses.
     public func updateLimits(_ limits: LimitsConfig) {
-        connectionLimiter.limit = limits.connectionsPerIP
+        connectionLimiter.limits = limits
         handlerConfiguration.throttle.update(limits)
         for w in workers { w.queue.sync { w.limits = limits } }
     }

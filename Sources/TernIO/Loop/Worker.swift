@@ -14,8 +14,6 @@ public final class Worker: @unchecked Sendable {
     let logger: Logger
     let handler: RequestHandler
     var stats = IOStats()
-    /// TLS/DTLS handshakes in progress on this worker (`StreamLimits.handshakesInFlight`).
-    var handshaking = 0
     /// Most allocations live since memory was last given back (`releaseMemoryAfterMassExpiry`).
     private var allocationHighWater = 0
 
@@ -112,25 +110,45 @@ public final class Worker: @unchecked Sendable {
         timer.activate()
     }
 
-    /// Whether one more TLS/DTLS handshake may start on this worker: its share of the server-wide
-    /// `handshakesInFlight` (a handshake costs a key exchange, so a flood of them is cheap CPU
-    /// exhaustion for the sender; past the share new ones are refused and counted).
-    func admitHandshake() -> Bool {
-        let share = max(1, limits.handshakesInFlight / max(1, server?.workers.count ?? 1))
-        guard handshaking < share else {
+    /// Whether one more TLS/DTLS handshake from `client` may start: within the server-wide
+    /// `handshakesInFlight` and within its source's share of them (`handshakesPerIP`). A handshake
+    /// costs a key exchange, and a connection that never sends a ClientHello holds its slot until the
+    /// handshake timeout, so past either limit new ones are refused and counted.
+    func admitHandshake(_ client: IPAddress) -> Bool {
+        switch connectionLimiter.admitHandshake(client) {
+        case nil:
+            return true
+        case .total?:
             stats.handshakesRefused &+= 1
-            return false
+        case .perIP?:
+            stats.handshakesRefused &+= 1
+            stats.handshakesRefusedPerIP &+= 1
         }
-        handshaking += 1
-        return true
+        return false
     }
 
     /// Gives back the slot `admitHandshake` took, once, when the handshake completes or its
     /// connection goes (`counted` is the connection's own flag, cleared here).
-    func endHandshake(_ counted: inout Bool) {
+    func endHandshake(_ counted: inout Bool, client: IPAddress) {
         guard counted else { return }
         counted = false
-        handshaking -= 1
+        connectionLimiter.endHandshake(client)
+    }
+
+    /// Whether one more connection or association without an allocation may be held.
+    func admitUnallocated() -> Bool {
+        guard connectionLimiter.admitUnallocated() else {
+            stats.refusedWithoutAllocation &+= 1
+            return false
+        }
+        return true
+    }
+
+    /// Gives back the count `admitUnallocated` took, once (`counted` is the connection's own flag).
+    func endUnallocated(_ counted: inout Bool) {
+        guard counted else { return }
+        counted = false
+        connectionLimiter.releaseUnallocated()
     }
 
     /// Once a second (and on `Server.tick()` in tests): the handler reads its clock and expires
@@ -141,10 +159,11 @@ public final class Worker: @unchecked Sendable {
         releaseMemoryAfterMassExpiry()
         expirePeerConnections(now: now)
         // TLS handshakes that take too long (slowloris-style clients) are cut off.
-        for d in dtlsEndpoints { d.tick(now: now, handshakeTimeout: server?.tls?.handshakeTimeout ?? UInt64(TLSConfig().handshakeTimeout)) }
-        if let holder = server?.tls {
+        let handshakeTimeout = server?.handshakeTimeout ?? UInt64(TLSConfig().handshakeTimeout)
+        for d in dtlsEndpoints { d.tick(now: now, handshakeTimeout: handshakeTimeout) }
+        if server?.tls != nil {
             for c in Array(connections.values) where c.tls.map({ !$0.handshakeComplete }) == true
-                && c.createdAt &+ holder.handshakeTimeout <= now {
+                && c.createdAt &+ handshakeTimeout <= now {
                 stats.tlsHandshakeTimeouts &+= 1
                 c.close(reason: .idle)
             }
@@ -236,6 +255,10 @@ public struct IOStats: Sendable, Equatable {
     public var tlsHandshakeTimeouts: UInt64 = 0
     /// TLS connections closed at accept, and DTLS ClientHellos dropped, past `handshakesInFlight`.
     public var handshakesRefused: UInt64 = 0
+    /// The same, because their source already had its share (`LimitsConfig.handshakesPerIP`).
+    public var handshakesRefusedPerIP: UInt64 = 0
+    /// Connections closed at accept, and DTLS associations refused, past `connectionsWithoutAllocation`.
+    public var refusedWithoutAllocation: UInt64 = 0
     public var socketErrors: UInt64 = 0
 
     public init() {}
@@ -259,6 +282,8 @@ public struct IOStats: Sendable, Equatable {
         s.tcpClosedIdle = a.tcpClosedIdle &+ b.tcpClosedIdle
         s.tlsHandshakeTimeouts = a.tlsHandshakeTimeouts &+ b.tlsHandshakeTimeouts
         s.handshakesRefused = a.handshakesRefused &+ b.handshakesRefused
+        s.handshakesRefusedPerIP = a.handshakesRefusedPerIP &+ b.handshakesRefusedPerIP
+        s.refusedWithoutAllocation = a.refusedWithoutAllocation &+ b.refusedWithoutAllocation
         s.socketErrors = a.socketErrors &+ b.socketErrors
         return s
     }

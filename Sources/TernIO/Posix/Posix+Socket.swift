@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 import CTernShims
+import STUN
 
 /// The outcome of a non-blocking connect(2).
 enum ConnectOutcome: Equatable {
@@ -123,5 +124,32 @@ extension Posix {
     /// dup(2) with close-on-exec (F_DUPFD_CLOEXEC).
     static func duplicate(_ fd: Int32) throws(SystemError) -> Int32 {
         try must("fcntl(F_DUPFD_CLOEXEC)") { fcntl(fd, F_DUPFD_CLOEXEC, 0) }
+    }
+}
+
+extension Posix {
+    /// The IPv4 and IPv6 addresses of this host's interfaces (getifaddrs(3)); empty if it fails.
+    public static func interfaceAddresses() -> [IPAddress] {
+        var list: UnsafeMutablePointer<ifaddrs>? = nil
+        guard getifaddrs(&list) == 0, let first = list else { return [] }
+        defer { freeifaddrs(list) }
+        var out: [IPAddress] = []
+        var cursor: UnsafeMutablePointer<ifaddrs>? = first
+        while let entry = cursor {
+            if let sa = entry.pointee.ifa_addr {
+                let family = Int32(sa.pointee.sa_family)
+                if family == AF_INET || family == AF_INET6 {
+                    var storage = sockaddr_storage()
+                    let length = family == AF_INET ? MemoryLayout<sockaddr_in>.size : MemoryLayout<sockaddr_in6>.size
+                    withUnsafeMutableBytes(of: &storage) { dst in
+                        dst.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(sa), count: length))
+                    }
+                    let ip = withUnsafePointer(to: &storage) { TernSocketAddress.transportAddress($0) }.ip
+                    if !out.contains(ip) { out.append(ip) }
+                }
+            }
+            cursor = entry.pointee.ifa_next
+        }
+        return out
     }
 }

@@ -51,6 +51,12 @@ public struct TernSocketAddress {
         }
     }
 
+    /// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, RFC 4291 section 2.5.5.2) comes back as the
+    /// IPv4 address it carries. A `[::]` socket without IPV6_V6ONLY (as systemd may pass one)
+    /// carries IPv4 clients in that form; mapped here, an IPv4 client is the same client everywhere:
+    /// limits, logs, XOR-MAPPED-ADDRESS, the peer policy. Nothing is lost: no IPv6 packet has a
+    /// mapped source on the wire (Linux drops them, RFC 4291 section 2.5.5.2), and Linux sends to an
+    /// AF_INET address, and takes IP_PKTINFO, on a dual-stack IPv6 socket.
     @inline(__always)
     static func transportAddress(_ p: UnsafePointer<sockaddr_storage>) -> TransportAddress {
         if Int32(p.pointee.ss_family) == AF_INET6 {
@@ -59,8 +65,12 @@ public struct TernSocketAddress {
                 let pair = withUnsafeBytes(of: &addr) { raw in
                     (raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self), raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
                 }
-                return TransportAddress(ip: .v6(UInt64(bigEndian: pair.0), UInt64(bigEndian: pair.1)),
-                                        port: UInt16(bigEndian: sin6.pointee.sin6_port))
+                let hi = UInt64(bigEndian: pair.0), lo = UInt64(bigEndian: pair.1)
+                let port = UInt16(bigEndian: sin6.pointee.sin6_port)
+                if hi == 0, lo >> 32 == 0x0000_FFFF {
+                    return TransportAddress(ip: .v4(UInt32(truncatingIfNeeded: lo)), port: port)
+                }
+                return TransportAddress(ip: .v6(hi, lo), port: port)
             }
         }
         return p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in

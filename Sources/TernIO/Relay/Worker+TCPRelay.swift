@@ -112,7 +112,7 @@ extension Worker {
     fileprivate func adoptDataConnection(_ handOver: HandOver, client: TransportAddress, local: TransportAddress,
                                          transport: ClientTransport, connectionID id: UInt32, reply: [UInt8], leftover: [UInt8]) {
         guard connectionLimiter.admit(client.ip) else { handOver.socket.close(); return }
-        let transform: ByteTransform = handOver.session.map { .tls(TLSTransform(session: $0, readChunk: 16 * 1024)) } ?? .plain
+        let transform: ByteTransform = handOver.session.map { .tls(TLSTransform(session: $0, readChunk: TLSTransform.maxChunk)) } ?? .plain
         let connection = StreamConnection(socket: handOver.socket, client: client, local: local, transport: transport,
                                           transform: transform, role: .pipe(nil), worker: self)
         connection.start()

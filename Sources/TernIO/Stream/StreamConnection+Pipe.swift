@@ -60,7 +60,8 @@ extension StreamConnection {
     /// TLS session): this connection's sources are cancelled and its copy closed, with no allocation
     /// or peer torn down.
     func handOver() {
-        if let tls = transform.tls { worker.endHandshake(&tls.handshaking) }
+        if let tls = transform.tls { worker.endHandshake(&tls.handshaking, client: client.ip) }
+        worker.endUnallocated(&unallocated)
         transform = .plain  // the session moves with the descriptor
         becomePipe()
         relay = nil

@@ -26,11 +26,19 @@ extension StreamConnection {
                 }
                 break
             }
-            let context = PacketContext(client: client, local: local, transport: transport, connection: id)
+            var context = PacketContext(client: client, local: local, transport: transport, connection: id)
+            context.streamInUse = carriedOtherMessage
+            let isConnectionBind = input.withBytes(start..<(start + 2)) { $0[0] == 0x00 && $0[1] == 0x0B }
             let result = input.withBytes(start..<(start + length)) {
                 worker.handler.handle($0, context: context, response: worker.streamResponse)
             }
             start &+= length
+            lastActivity = worker.handler.now
+            if !isConnectionBind { carriedOtherMessage = true }
+            // The first allocation on this connection takes it out of the unallocated count.
+            if unallocated, worker.handler.allocations.allocation(for: FiveTuple(client: client, server: local, transport: transport)) != nil {
+                worker.endUnallocated(&unallocated)
+            }
             switch result {
             case .reply(let n):
                 send(UnsafeRawBufferPointer(rebasing: worker.streamResponse[0..<n]))

@@ -32,8 +32,9 @@ final class StreamConnection {
 
     /// Received bytes not yet framed or forwarded.
     var input: InputBuffer
-    /// Monotonic second of the last bytes from the client (the worker's coarse clock).
-    private(set) var lastActivity: UInt64
+    /// Monotonic second of the last complete message from the client (the worker's coarse clock).
+    /// Stray bytes, a byte at a time, do not count: they cannot keep an idle connection alive.
+    var lastActivity: UInt64
     /// Created (monotonic seconds): unbound peer connections are closed after 30 s.
     let createdAt: UInt64
 
@@ -43,8 +44,17 @@ final class StreamConnection {
     var relay: RelayHandle?
     /// Whether this connection counts against the per-client-IP cap (peer connections do not).
     var countsAgainstLimit = true
+    /// Counted in the server's connections without an allocation (`connectionsWithoutAllocation`)
+    /// until it first carries an allocation, becomes a data connection, or closes.
+    var unallocated = false
+    /// Whether the connection has carried a message other than a ConnectionBind request: RFC 6062
+    /// section 5.4 wants ConnectionBind on a new connection (`PacketContext.streamInUse`).
+    var carriedOtherMessage = false
 
+    /// The largest read, and what `input` starts at: small, so that a connection that never sends a
+    /// complete message holds little; it grows when a read fills it.
     let readChunk = 16 * 1024
+    static let initialInput = 2048
     private let maxReadsPerFiring = 32
 
     init(socket: Socket, client: TransportAddress, local: TransportAddress, transport: ClientTransport,
@@ -57,7 +67,7 @@ final class StreamConnection {
         self.transform = transform
         self.role = role
         self.worker = worker
-        self.input = InputBuffer(capacity: readChunk)
+        self.input = InputBuffer(capacity: StreamConnection.initialInput)
         self.lastActivity = worker.handler.now
         self.createdAt = worker.handler.now
     }
@@ -92,9 +102,12 @@ final class StreamConnection {
                 guard input.capacity < StreamConnection.maxFrame else { close(reason: .malformed); return }
                 input.reserve(min(input.capacity, StreamConnection.maxFrame - input.capacity))
             }
+            let free = input.capacity - input.count
             let outcome = input.withFreeSpace { stream.read(into: $0) }
             guard let n = received(outcome) else { return }
             input.count &+= n
+            // A read that filled the buffer: double it (up to one read chunk) for the next one.
+            if n == free, input.capacity < readChunk { input.reserve(input.capacity) }
             guard deliverInput() else { return }
         }
     }
@@ -115,7 +128,7 @@ final class StreamConnection {
                 return
             }
             tls.flush(to: stream)
-            if tls.handshakeComplete { worker.endHandshake(&tls.handshaking) }
+            if tls.handshakeComplete { worker.endHandshake(&tls.handshaking, client: client.ip) }
             if !tls.plain.isEmpty {
                 // Bounded: complete frames are consumed after every read, so what stays is less
                 // than one frame plus one read's worth.
@@ -146,7 +159,6 @@ final class StreamConnection {
             close(reason: .error)
             return nil
         case .bytes(let n):
-            lastActivity = worker.handler.now
             return n
         }
     }
@@ -200,7 +212,8 @@ final class StreamConnection {
             tls.shutdown(to: stream)  // close_notify, best effort
         }
         closed = true
-        if let tls = transform.tls { worker.endHandshake(&tls.handshaking) }
+        if let tls = transform.tls { worker.endHandshake(&tls.handshaking, client: client.ip) }
+        worker.endUnallocated(&unallocated)
         worker.stats.tcpClosed &+= 1
         worker.logger.debug("tcp connection closed", metadata: ["client": "\(client)", "reason": "\(reason.rawValue)"])
         // An allocation made over this connection ends with it (RFC 8656 section 3.1).

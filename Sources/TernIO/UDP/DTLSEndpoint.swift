@@ -15,8 +15,10 @@ final class DTLSClient {
     let session: TLSSession
     var lastActivity: UInt64
     let createdAt: UInt64
-    /// Counted in the worker's handshakes in flight until the handshake completes or the client goes.
+    /// Counted in the server's handshakes in flight until the handshake completes or the client goes.
     var handshaking = true
+    /// Counted in the server's connections without an allocation until its first allocation.
+    var unallocated = true
 
     init(id: UInt64, address: TransportAddress, local: TransportAddress, session: TLSSession, now: UInt64) {
         self.id = id
@@ -104,7 +106,23 @@ final class DTLSEndpoint {
             case .reply(let bytes):
                 bytes.withUnsafeBytes { sendTo(from, $0) }
             case .accept(let session):
-                guard clients.count < maxClients, worker.admitHandshake() else { return }
+                // Admission, as for a TCP/TLS connection: the per-IP connection count
+                // (`connectionsPerIP`), the server's connections without an allocation, and a
+                // handshake slot within the source's share.
+                guard clients.count < maxClients else { return }
+                guard worker.connectionLimiter.admit(from.ip) else {
+                    worker.stats.tcpRefusedPerIP &+= 1
+                    return
+                }
+                guard worker.admitUnallocated() else {
+                    worker.connectionLimiter.release(from.ip)
+                    return
+                }
+                guard worker.admitHandshake(from.ip) else {
+                    worker.connectionLimiter.release(from.ip)
+                    worker.connectionLimiter.releaseUnallocated()
+                    return
+                }
                 nextID &+= 1
                 let c = DTLSClient(id: Self.idBit | nextID, address: from, local: local, session: session, now: worker.handler.now)
                 clients[from] = c
@@ -124,7 +142,7 @@ final class DTLSEndpoint {
             return
         }
         flush(client)
-        if client.session.handshakeComplete { worker.endHandshake(&client.handshaking) }
+        if client.session.handshakeComplete { worker.endHandshake(&client.handshaking, client: client.address.ip) }
         if !plain.isEmpty { deliver(client) }
         if progress == .closed { drop(client, notify: true) }
     }
@@ -157,6 +175,10 @@ final class DTLSEndpoint {
             start += length
             if case .reply(let n) = result {
                 send(client, UnsafeRawBufferPointer(rebasing: worker.streamResponse[0..<n]))
+            }
+            if client.unallocated,
+               worker.handler.allocations.allocation(for: FiveTuple(client: client.address, server: client.local, transport: .dtls)) != nil {
+                worker.endUnallocated(&client.unallocated)
             }
         }
     }
@@ -193,7 +215,9 @@ final class DTLSEndpoint {
     }
 
     private func drop(_ client: DTLSClient, notify: Bool) {
-        worker.endHandshake(&client.handshaking)
+        worker.endHandshake(&client.handshaking, client: client.address.ip)
+        worker.endUnallocated(&client.unallocated)
+        worker.connectionLimiter.release(client.address.ip)
         clients[client.address] = nil
         clientsByID[client.id] = nil
         // An allocation made over this association ends with it.
