@@ -193,7 +193,7 @@ struct AdminEndpointTests {
                 // The token followed by 256 extra bytes was once accepted (a length difference
                 // truncated to 8 bits); the comparison is now over SHA-256 digests.
                 let tooLong = ["correct-horse-battery-staple" + String(repeating: "x", count: 256),
-                               "correct-horse-battery-staple" + String(repeating: "\u{0}", count: 512)]
+                               "correct-horse-battery-staple" + String(repeating: "y", count: 512)]
                 for token in [nil, "wrong", "correct-horse-battery-stapl", "correct-horse-battery-staplee", ""] + tooLong as [String?] {
                     let r = try await adminRequest(http, path, token: token)
                     #expect(r.status == 401, "\(path) with \(token ?? "no token")")

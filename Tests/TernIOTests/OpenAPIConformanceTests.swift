@@ -101,6 +101,8 @@ struct OpenAPIConformanceTests {
                 ("/allocations/{id}", .get, "/allocations/\(id)"), ("/allocations/{id}", .get, "/allocations/0"),
                 ("/users/{name}", .get, "/users/alice"), ("/users/{name}", .get, "/users/nobody"),
                 ("/allocations/{id}", .delete, "/allocations/\(id)"), ("/allocations/{id}", .delete, "/allocations/\(id)"),
+                ("/users/{name}/allocations", .delete, "/users/alice/allocations"),
+                ("/users/{name}/allocations", .delete, "/users/nobody/allocations"),
             ]
             var seen = Set<String>()
             for (template, method, uri) in calls {

@@ -11,8 +11,10 @@ struct TestSocket {
 
     enum Kind { case udp, tcp }
 
-    /// A socket connected to `server` (UDP "connected" sockets only accept datagrams from it).
-    static func connect(_ kind: Kind, to server: TransportAddress, timeoutMs: Int = 2000) throws -> TestSocket {
+    /// A socket connected to `server` (UDP "connected" sockets only accept datagrams from it), from
+    /// `source` when given (another loopback address stands for another host).
+    static func connect(_ kind: Kind, to server: TransportAddress, from source: IPAddress? = nil,
+                        timeoutMs: Int = 2000) throws -> TestSocket {
         let domain = server.ip.family == .ipv6 ? AF_INET6 : AF_INET
         let type = kind == .udp ? Int32(SOCK_DGRAM.rawValue) : Int32(SOCK_STREAM.rawValue)
         let fd = socket(domain, type | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -20,6 +22,14 @@ struct TestSocket {
         var tv = timeval(tv_sec: timeoutMs / 1000, tv_usec: (timeoutMs % 1000) * 1000)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        if let source {
+            let b = TernSocketAddress(TransportAddress(ip: source, port: 0)).withSockAddr { Glibc.bind(fd, $0, $1) }
+            guard b == 0 else {
+                let e = errno
+                Glibc.close(fd)
+                throw SystemError("bind(\(source))", errno: e)
+            }
+        }
         let r = TernSocketAddress(server).withSockAddr { Glibc.connect(fd, $0, $1) }
         guard r == 0 else {
             let e = errno
