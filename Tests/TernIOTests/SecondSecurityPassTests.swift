@@ -315,12 +315,17 @@ struct SecondSecurityPassTests {
             let got = b.receiveRelayed()
             #expect(got?.data == [9, 8, 7])
             #expect(got?.peer == relayA)
-            // Its own listeners and admin endpoint are not peers, whatever the port range says.
-            for own in [address, try #require(tcpAddress(server)), adminPort] {
-                #expect(try a.request(.channelBind, [.channelNumber(0x4001), .xorPeerAddress(own)]).errorCode?.code == 403, "\(own)")
-            }
             // Loopback outside the relay range stays refused by the default policy.
             #expect(try a.request(.channelBind, [.channelNumber(0x4001), .xorPeerAddress(TransportAddress(ip: .loopbackV4, port: 5))]).errorCode?.code == 403)
+            // Even with loopback allowed outright, its own listeners and admin endpoint are not peers.
+            let open = reloaded(server, allow: ["127.0.0.0/8"])
+            server.updateTurn(TurnContext(realm: open.realm, credentials: open.credentials, nonces: open.nonces,
+                                          policy: open.policy.with(server.ownEndpoints(admin: adminPort)),
+                                          settings: open.settings, shared: open.shared))
+            #expect(try a.request(.channelBind, [.channelNumber(0x4001), .xorPeerAddress(TransportAddress(ip: .loopbackV4, port: 5))]).type.messageClass == .successResponse)
+            for own in [address, try #require(tcpAddress(server)), adminPort] {
+                #expect(try a.request(.channelBind, [.channelNumber(0x4002), .xorPeerAddress(own)]).errorCode?.code == 403, "\(own)")
+            }
             // A Send indication to the server's own listener is dropped and counted.
             let before = server.snapshot(perUser: false).dropped["policy"] ?? 0
             a.sendIndication(to: address, bindingRequest())
