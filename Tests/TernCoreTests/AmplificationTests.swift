@@ -13,6 +13,9 @@ struct AmplificationTests {
     /// The README's figure: the worst case is a 112-byte 401 challenge (ERROR-CODE, REALM "tern", a
     /// 45-byte NONCE, PASSWORD-ALGORITHMS) answering a bare 20-byte TURN request: 5.6x.
     static let documentedWorstFactor = 5.6
+    /// The README's Binding figure: a 44-byte success response (XOR-MAPPED-ADDRESS of an IPv6
+    /// client) to a bare 20-byte Binding request: 2.2x.
+    static let documentedBindingFactor = 2.2
 
     /// The handler as the default server builds it, with the default limits on (the per-source
     /// throttles included) and a long SOFTWARE configured.
@@ -37,9 +40,11 @@ struct AmplificationTests {
 
     /// Each measured request comes from a new source, so that the per-source throttle (on, at its
     /// default) answers it: the figure is what one answered request costs.
-    func factor(_ request: [UInt8], handler h: RequestHandler? = nil) -> Double {
+    func factor(_ request: [UInt8], handler h: RequestHandler? = nil, ipv6: Bool = false) -> Double {
         var rng = SystemRandomNumberGenerator()
-        let source = "203.0.\(UInt8.random(in: 0...255, using: &rng)).\(UInt8.random(in: 1...254, using: &rng)):\(UInt16.random(in: 1024...65535, using: &rng))"
+        let source = ipv6
+            ? "[2001:db8:\(String(UInt16.random(in: 1...0xFFFF, using: &rng), radix: 16))::1]:\(UInt16.random(in: 1024...65535, using: &rng))"
+            : "203.0.\(UInt8.random(in: 0...255, using: &rng)).\(UInt8.random(in: 1...254, using: &rng)):\(UInt16.random(in: 1024...65535, using: &rng))"
         var out = [UInt8](repeating: 0, count: 2048)
         let r = request.withUnsafeBytes { p in out.withUnsafeMutableBytes { (h ?? handler).handle(p, context: Self.context(source), response: $0) } }
         guard case .reply(let n) = r else { return 0 }
@@ -66,6 +71,8 @@ struct AmplificationTests {
             note("bare request", factor(request(m, [])))
             note("with FINGERPRINT", factor(request(m, [], fingerprint: true)))
             note("TURN off", factor(request(m, [], fingerprint: true), handler: turnOff))
+            note("TURN off, bare", factor(request(m, []), handler: turnOff))
+            note("bare request, IPv6 source", factor(request(m, []), ipv6: true))
             note("unknown comprehension-required attribute", factor(request(m, [.unknown(type: AttributeType(rawValue: 0x0041), value: [])])))
             note("MESSAGE-INTEGRITY without NONCE", factor(request(m, [.username("alice")], integrityKey: Array(repeating: 1, count: 16))))
             note("stale NONCE", factor(request(m, [.username("alice"), .realm("tern"), .nonce("obMatJos2wAAAx")],
@@ -81,6 +88,9 @@ struct AmplificationTests {
             }.filter { ![.messageIntegrity, .messageIntegritySHA256, .fingerprint].contains($0.type) }
             note("random", factor(request(m, attrs, fingerprint: Bool.random(using: &rng))))
         }
+        // Binding on its own: its success response carries the source's address.
+        let binding = max(factor(request(.binding, [])), factor(request(.binding, []), ipv6: true))
+        #expect(binding > 1 && binding <= Self.documentedBindingFactor, "Binding factor \(binding)")
         let overall = worst.values.max() ?? 0
         print("amplification by class: \(worst.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.2f", $0.value))" }.joined(separator: ", "))")
         #expect(overall > 1, "no reply at all: the check measured nothing")
