@@ -249,6 +249,43 @@ struct HostileClientTests {
             try f.stillServes(after: "peers at default-denied addresses", inputs: inputs)
         }
     }
+
+    @Test("Spoofed floods of every method with the default limits on: each source gets at most its budgets, the legitimate client is unaffected")
+    func unauthenticatedFloodsWithLimitsOn() throws {
+        // The default limits (100 unauthenticated answers and 1000 Binding answers per source per
+        // second); the server's clock does not move, so every budget is one second's.
+        try withTurnServer(allow: ["127.0.0.1/32"]) { server, address in
+            let legit = try ChannelSession(server: address)
+            defer { legit.peer.close() }
+            let f = Fixture(server: server, address: address, legit: legit, key: legit.client.key)
+            // Every TURN method, ConnectionBind included, and an unknown one (message type 0x0020: method
+            // 0x010, class request); then Bindings.
+            let methods: [UInt16] = [0x003, 0x004, 0x008, 0x009, 0x00A, 0x00B, 0x020]
+            var inputs = 0
+            for source in 2...4 {
+                let s = try TestSocket.connect(.udp, to: address, from: IPAddress("127.0.0.\(source)")!, timeoutMs: 50)
+                defer { s.close() }
+                var answers = 0, bindings = 0
+                // In bursts of 40, each answer read before the next burst: nothing is lost to a full
+                // socket buffer, so the counts are exact.
+                func burst(_ datagrams: [[UInt8]]) {
+                    for d in datagrams { s.send(d) }
+                    inputs += datagrams.count
+                    while let r = s.receiveWithin(milliseconds: 30) {
+                        if (try? Message.decode(r))?.type == MessageType(method: .binding, class: .successResponse) { bindings += 1 } else { answers += 1 }
+                    }
+                }
+                for m in methods { for _ in 0..<3 { burst((0..<40).map { _ in Self.message(m, []) }) } }
+                for _ in 0..<28 { burst((0..<40).map { _ in bindingRequest() }) }
+                #expect(answers == 100, "source 127.0.0.\(source): \(answers) unauthenticated answers of \(methods.count * 120)")
+                #expect(bindings == 1000, "source 127.0.0.\(source): \(bindings) Binding answers of 1120")
+            }
+            let limited = server.snapshot(perUser: false).limited
+            #expect(limited["unauthenticated_rate"] == UInt64(3 * (methods.count * 120 - 100)))
+            #expect(limited["binding_rate"] == UInt64(3 * (1120 - 1000)))
+            try f.stillServes(after: "spoofed floods of every method, limits on", inputs: inputs)
+        }
+    }
 }
 
 extension TestSocket {
