@@ -146,6 +146,10 @@ final class HandlerHarness {
         settings.limits.bandwidthPerAllocation = 4000
         settings.limits.permissionsPerAllocation = 4
         settings.limits.channelsPerAllocation = 4
+        // The per-source answer budgets stay on, but high enough that a long run still reaches every
+        // reply encoder (one handler lives for the whole run, on a clock the inputs move).
+        settings.limits.unauthenticatedRatePerIP = 1000
+        settings.limits.bindingRatePerIP = 1000
         let turn = TurnContext(realm: Self.realm,
                                credentials: CredentialStore(realm: Self.realm, users: [Self.user: Self.password],
                                                             secrets: ["fuzz-secret"]),
