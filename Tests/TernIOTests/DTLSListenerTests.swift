@@ -52,45 +52,22 @@ struct DTLSListenerTests {
         }
     }
 
-    /// A DTLS client over a connected UDP socket that has finished its handshake (nil if it failed).
-    func handshake(_ socket: TestSocket, trust: String) -> TLSTestClient? {
-        let client = TLSTestClient(dtls: true, trust: trust)
-        for _ in 0..<20 where !client.handshakeDone {
-            if client.handshake() < 0 { return nil }
-            let out = client.output()
-            if !out.isEmpty { socket.send(out) }
-            if client.handshakeDone { break }
-            guard let reply = socket.receive() else { return nil }
-            client.feed(reply)
-        }
-        return client.handshakeDone ? client : nil
-    }
-
-    func binding(_ client: TLSTestClient, _ socket: TestSocket) -> Bool {
-        let id = TransactionID.random()
-        client.write(bindingRequest(id))
-        socket.send(client.output())
-        guard let encrypted = socket.receive() else { return false }
-        client.feed(encrypted)
-        return (try? Message.decode(client.read().bytes))?.transactionID == id
-    }
-
     @Test("A reload gives new associations the new certificate; an established one keeps working")
     func reload() throws {
         let fixture = TLSFixture.shared
         try withDTLSServer { server, address in
             let oldSocket = try TestSocket.connect(.udp, to: address)
             defer { oldSocket.close() }
-            let old = try #require(handshake(oldSocket, trust: fixture.cert))
+            let old = try #require(dtlsHandshake(oldSocket, trust: fixture.cert))
             try server.reloadDTLS(try TLSServerContext.dtls(certificateChainPath: fixture.otherCert, privateKeyPath: fixture.otherKey))
             let newSocket = try TestSocket.connect(.udp, to: address)
             defer { newSocket.close() }
-            let fresh = try #require(handshake(newSocket, trust: fixture.otherCert))
-            #expect(binding(fresh, newSocket))
-            #expect(binding(old, oldSocket))
+            let fresh = try #require(dtlsHandshake(newSocket, trust: fixture.otherCert))
+            #expect(dtlsBinding(fresh, newSocket))
+            #expect(dtlsBinding(old, oldSocket))
             let staleSocket = try TestSocket.connect(.udp, to: address, timeoutMs: 500)
             defer { staleSocket.close() }
-            #expect(handshake(staleSocket, trust: fixture.cert) == nil)
+            #expect(dtlsHandshake(staleSocket, trust: fixture.cert) == nil)
         }
     }
 

@@ -40,20 +40,6 @@ struct SecondSecurityPassTests {
         try #require(server.bound.first { $0.transport == transport }?.address)
     }
 
-    /// A DTLS client that completes its handshake over `socket`, or nil.
-    func dtlsHandshake(_ socket: TestSocket) -> TLSTestClient? {
-        let client = TLSTestClient(dtls: true, trust: TLSFixture.shared.cert)
-        for _ in 0..<20 where !client.handshakeDone {
-            if client.handshake() < 0 { return nil }
-            let out = client.output()
-            if !out.isEmpty { socket.send(out) }
-            if client.handshakeDone { break }
-            guard let reply = socket.receive() else { return nil }
-            client.feed(reply)
-        }
-        return client.handshakeDone ? client : nil
-    }
-
     /// A DTLS client that goes through the cookie exchange (so the server takes a handshake slot for
     /// it) and then goes silent: what an attacker holding slots does. True if the server answered
     /// the cookie-bearing ClientHello with its flight (it admitted the handshake).
@@ -67,15 +53,6 @@ struct SecondSecurityPassTests {
         _ = client.handshake()
         socket.send(client.output())                      // ClientHello with the cookie
         return (client, socket.receive() != nil)          // ServerHello... if admitted
-    }
-
-    func dtlsBinding(_ client: TLSTestClient, _ socket: TestSocket) -> Bool {
-        let id = TransactionID.random()
-        client.write(bindingRequest(id))
-        socket.send(client.output())
-        guard let encrypted = socket.receive() else { return false }
-        client.feed(encrypted)
-        return (try? Message.decode(client.read().bytes))?.transactionID == id
     }
 
     /// The context a reload would hand the workers: new users, secrets or policy; the same nonce

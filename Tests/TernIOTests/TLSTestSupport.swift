@@ -1,5 +1,6 @@
 import COpenSSL
 import Foundation
+import STUN
 import Testing
 @testable import TernIO
 
@@ -157,3 +158,27 @@ func pump(_ client: TLSTestClient, _ server: TLSSession, serverPlaintext: inout 
 
 /// A STUN Binding request (RFC 8489): type 0x0001, length 0, magic cookie, 12-byte transaction id.
 let stunBindingRequest: [UInt8] = [0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42] + (1...12).map { UInt8($0) }
+
+/// A DTLS client over a connected UDP socket that has finished its handshake (nil if it failed).
+func dtlsHandshake(_ socket: TestSocket, trust: String = TLSFixture.shared.cert) -> TLSTestClient? {
+    let client = TLSTestClient(dtls: true, trust: trust)
+    for _ in 0..<20 where !client.handshakeDone {
+        if client.handshake() < 0 { return nil }
+        let out = client.output()
+        if !out.isEmpty { socket.send(out) }
+        if client.handshakeDone { break }
+        guard let reply = socket.receive() else { return nil }
+        client.feed(reply)
+    }
+    return client.handshakeDone ? client : nil
+}
+
+/// A Binding over an established DTLS association: true if its answer came back.
+func dtlsBinding(_ client: TLSTestClient, _ socket: TestSocket) -> Bool {
+    let id = TransactionID.random()
+    client.write(bindingRequest(id))
+    socket.send(client.output())
+    guard let encrypted = socket.receive() else { return false }
+    client.feed(encrypted)
+    return (try? Message.decode(client.read().bytes))?.transactionID == id
+}

@@ -46,11 +46,13 @@ final class ConnectionLimiter: @unchecked Sendable {
     }
 
     func release(_ address: IPAddress) {
-        let ip = address.limitKey
-        lock.withLock {
-            let n = perIP[ip, default: 0] - 1
-            perIP[ip] = n > 0 ? n : nil
-        }
+        lock.withLock { Self.decrement(&perIP, address.limitKey) }
+    }
+
+    /// One less for `key`; the entry goes at zero, so the tables hold only sources with something open.
+    private static func decrement(_ table: inout [IPAddress: Int], _ key: IPAddress) {
+        let n = table[key, default: 0] - 1
+        table[key] = n > 0 ? n : nil
     }
 
     /// Takes a handshake slot for `address`, or says which limit refuses it.
@@ -67,10 +69,8 @@ final class ConnectionLimiter: @unchecked Sendable {
     }
 
     func endHandshake(_ address: IPAddress) {
-        let ip = address.limitKey
         lock.withLock {
-            let n = handshakesPerIP[ip, default: 0] - 1
-            handshakesPerIP[ip] = n > 0 ? n : nil
+            Self.decrement(&handshakesPerIP, address.limitKey)
             handshakes = max(0, handshakes - 1)
         }
     }
