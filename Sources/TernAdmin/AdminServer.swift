@@ -36,6 +36,11 @@ public final class AdminServer: Sendable {
     /// The one route table: `router()` registers it and `routes` lists it (the tests compare that list
     /// with the OpenAPI document).
     static let table: [Route] = [
+        // The dashboard: a static page (no data in it), served without the token; it asks for the
+        // token itself and sends it with every /stats request.
+        Route(method: .get, path: "/") { _, _, _ in
+            page(DashboardPage.html)
+        },
         Route(method: .get, path: "/healthz") { server, _, _ in
             server.json(["status": "ok"])
         },
@@ -70,6 +75,20 @@ public final class AdminServer: Sendable {
         Route(method: .get, path: "/users/{name}") { server, _, context in
             let name = try context.parameters.require("name")
             return server.json(await server.backend.user(name))
+        },
+        // Short-lived TURN REST credentials for an application's backend, which never holds the secret.
+        Route(method: .post, path: "/credentials") { server, request, _ in
+            let body = try await request.body.collect(upTo: 16_384)
+            let parsed = CredentialRequest.parse(Array(buffer: body))
+            guard case .success(let ask) = parsed else {
+                if case .failure(let message) = parsed { return server.json(["error": message.description], status: .badRequest) }
+                return server.json(["error": "bad request"], status: .badRequest)
+            }
+            switch await server.backend.issueCredential(user: ask.user, ttl: ask.ttl) {
+            case .success(let ice): return server.json(ice)
+            case .failure(.noSecret): return server.json(["error": CredentialIssuer.Problem.noSecret.description], status: .conflict)
+            case .failure(let p): return server.json(["error": p.description], status: .badRequest)
+            }
         },
         // Revocation: with credentials re-checked on every request, removing a user (or rotating
         // the TURN REST secret) and then ending its allocations here leaves it nothing.
@@ -110,6 +129,37 @@ public final class AdminServer: Sendable {
             logger: logger)
     }
 
+    /// The body of `POST /credentials`: empty, or a JSON object with optional `user` (a string) and
+    /// `ttl` (an integer number of seconds); anything else is a 400 that says what is wrong.
+    struct CredentialRequest {
+        var user: String?
+        var ttl: Int?
+
+        struct Message: Error, CustomStringConvertible { var description: String }
+
+        static func parse(_ bytes: [UInt8]) -> Result<CredentialRequest, Message> {
+            if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return .success(CredentialRequest()) }
+            guard let object = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any] else {
+                return .failure(Message(description: "the body must be a JSON object such as {\"user\": \"alice\", \"ttl\": 3600}, or empty"))
+            }
+            if let unknown = object.keys.first(where: { $0 != "user" && $0 != "ttl" }) {
+                return .failure(Message(description: "unknown key \"\(unknown)\": only user and ttl are accepted"))
+            }
+            var ask = CredentialRequest()
+            if let u = object["user"] {
+                guard let s = u as? String else { return .failure(Message(description: "user must be a string")) }
+                ask.user = s
+            }
+            if let t = object["ttl"] {
+                guard let i = TernConfig.jsonInteger(t) else {
+                    return .failure(Message(description: "ttl must be an integer number of seconds"))
+                }
+                ask.ttl = i
+            }
+            return .success(ask)
+        }
+    }
+
     struct UserAllocationsDeleted: Codable {
         var user: String
         var deleted: Int
@@ -148,6 +198,19 @@ public final class AdminServer: Sendable {
         }
     }
 
+    /// An HTML page with its own inline assets: no framing by other sites (CSP frame-ancestors),
+    /// scripts and styles only from the page itself, fetches only to this endpoint.
+    static func page(_ html: String) -> Response {
+        Response(status: .ok,
+                 headers: [.contentType: "text/html; charset=utf-8",
+                           .contentSecurityPolicy: "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'",
+                           .cacheControl: "no-store"],
+                 body: ResponseBody(byteBuffer: ByteBuffer(string: html)))
+    }
+
+    /// Pages that carry no data and are served without the bearer token (they ask for it).
+    static let publicPages: Set<String> = ["/"]
+
     func notFound(_ message: String) -> Response {
         json(["error": message], status: .notFound)
     }
@@ -166,6 +229,9 @@ struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
     init(token: String) { self.tokenDigest = Digest.sha256(Array(token.utf8)) }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if request.method == .get, AdminServer.publicPages.contains(request.uri.path) {
+            return try await next(request, context)
+        }
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
               matches(Array(header.utf8.dropFirst(7))) else {
             return Response(status: .unauthorized,

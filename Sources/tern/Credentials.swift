@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TernCore
+import TernIO
 
 /// `tern credentials --secret S --user ID --ttl 24h [--url turn:host:3478]...`: mints a
 /// time-limited TURN REST API credential (draft-uberti-behave-turn-rest-00 section 2.2) that a
@@ -25,8 +26,13 @@ struct Credentials: ParsableCommand {
             """
     )
 
-    @Option(help: "The shared secret (one of the server's auth.secrets).")
-    var secret: String
+    @Option(help: "The shared secret (one of the server's auth.secrets). Or use --config.")
+    var secret: String?
+
+    @Option(name: .customLong("config"),
+            help: ArgumentHelp("Take the secret (the first of auth.secrets) and the URLs (publicURLs, or those derived from the listeners) from this config file, so no secret goes on a command line.",
+                               valueName: "file"))
+    var configPath: String?
 
     @Option(help: "The user ID to embed in the username (must not be empty).")
     var user: String
@@ -68,13 +74,13 @@ struct Credentials: ParsableCommand {
         guard seconds >= 1, seconds <= Self.maxTTL else {
             throw ValidationError("Invalid --ttl '\(ttl)': must be between 1s and 365d.")
         }
-        guard !secret.isEmpty else { throw ValidationError("--secret must not be empty.") }
-        guard !user.isEmpty else { throw ValidationError("--user must not be empty.") }
-        // The username "<expiry>:<user>" must fit RFC 8489 section 14.3's 513 bytes.
-        guard user.utf8.count <= 490 else { throw ValidationError("--user must be at most 490 bytes.") }
-        guard !user.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
-            throw ValidationError("--user must not contain control characters.")
+        switch (secret, configPath) {
+        case (nil, nil): throw ValidationError("Give --secret, or --config with a file that has auth.secrets.")
+        case (.some, .some): throw ValidationError("Give --secret or --config, not both.")
+        case (let s?, nil): guard !s.isEmpty else { throw ValidationError("--secret must not be empty.") }
+        case (nil, .some): break
         }
+        if let problem = CredentialIssuer.userProblem(user) { throw ValidationError("--\(problem).") }
         for url in urls where url.isEmpty {
             throw ValidationError("--url must not be empty.")
         }
@@ -82,49 +88,31 @@ struct Credentials: ParsableCommand {
 
     func run() throws {
         guard let seconds = Self.parseTTL(ttl) else { throw ExitCode.validationFailure }
-        let now = UInt64(max(0, Date().timeIntervalSince1970))
-        let expiry = now + seconds
-        let username = "\(expiry):\(user)"
-        let password = CredentialStore.restPassword(secret: secret, username: username)
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        let expires = formatter.string(from: Date(timeIntervalSince1970: TimeInterval(expiry)))
-        let urlList = urls.isEmpty ? [Self.defaultURL] : urls
-
-        print("username: \(username)")
-        print("password: \(password)")
-        print("expires: \(expires)")
-        let json = "{\"urls\":[" + urlList.map(Self.jsonString).joined(separator: ",") + "],"
-            + "\"username\":" + Self.jsonString(username) + ","
-            + "\"credential\":" + Self.jsonString(password) + "}"
-        print(json)
-    }
-
-    /// A JSON string literal (RFC 8259 section 7): quotes, backslash and control characters escaped.
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    out += "\\u00" + String(scalar.value, radix: 16).leftPadded(to: 2)
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
+        var secret = self.secret ?? ""
+        var urlList = urls
+        if let configPath {
+            let config: TernConfig
+            do {
+                config = try ConfigFile.load(path: configPath)
+            } catch {
+                FileHandle.standardError.write(Data("tern credentials: \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+            guard let first = config.auth.secrets.first else {
+                FileHandle.standardError.write(Data("tern credentials: \(configPath) has no auth.secrets: nothing to sign with\n".utf8))
+                throw ExitCode(1)
+            }
+            secret = first
+            if urlList.isEmpty {
+                urlList = config.effectivePublicURLs(hostAddresses: Posix.interfaceAddresses()).map(\.description)
             }
         }
-        return out + "\""
-    }
-}
-
-private extension String {
-    func leftPadded(to n: Int) -> String {
-        count >= n ? self : String(repeating: "0", count: n - count) + self
+        let now = UInt64(max(0, Date().timeIntervalSince1970))
+        let server = CredentialIssuer.mint(secret: secret, user: user, expiry: now + seconds,
+                                           urls: urlList.isEmpty ? [Self.defaultURL] : urlList)
+        print("username: \(server.username)")
+        print("password: \(server.credential)")
+        print("expires: \(server.expires)")
+        print(server.iceServersEntry)
     }
 }

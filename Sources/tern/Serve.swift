@@ -11,7 +11,7 @@ import TernIO
 /// `tern serve [--config FILE]`: binds every listener on every worker, serves until SIGINT/SIGTERM.
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the STUN/TURN server (with no --config: UDP and TCP 3478 on all addresses).")
+        abstract: "Run the STUN/TURN server (with no --config: STUN and TURN on UDP and TCP 3478, with a shared secret generated for this run).")
 
     @Option(name: .long, help: "Path to the JSON config file. Without it, the built-in default is used.")
     var config: String?
@@ -26,7 +26,12 @@ struct Serve: ParsableCommand {
                 throw ExitCode(1)
             }
         } else {
-            settings = TernConfig.builtInDefault
+            // The first run relays: TURN needs credentials, so the built-in default gets a shared
+            // secret generated now, held in memory only (never written anywhere), and prints an
+            // iceServers entry signed with it once it is ready.
+            var first = TernConfig.builtInDefault
+            first.auth.secrets = [CredentialIssuer.randomSecret()]
+            settings = first
         }
         LoggingSystem.bootstrap { label in makeLogHandler(label: label, level: settings.log.level) }
         let logger = Logger(label: "tern")
@@ -61,6 +66,8 @@ final class ServerRunner: @unchecked Sendable {
     private var adminLine = "admin off"
     /// The admin endpoint's address once it is bound (a peer there is refused).
     private var adminAddress: TransportAddress?
+    /// Signs `POST /credentials` (and the first run's printed entry) with the first of `auth.secrets`.
+    private var issuer = CredentialIssuer(secret: nil, urls: [])
     /// The one-line summary in systemd's STATUS=, from what is bound now (reloads change it).
     private var summary: String {
         "\(server.bound.count) listeners (\(server.bound.map(\.description).joined(separator: ", "))), \(server.workers.count) workers, \(adminLine)"
@@ -138,6 +145,8 @@ final class ServerRunner: @unchecked Sendable {
             logger.critical("start failed", metadata: ["error": "\(error)"])
             throw ExitCode(1)
         }
+        issuer.update(secret: settings.auth.secrets.first,
+                      urls: settings.effectivePublicURLs(hostAddresses: Posix.interfaceAddresses()).map(\.description))
         if settings.admin.enabled {
             do {
                 let port = try startAdmin(server)
@@ -154,6 +163,7 @@ final class ServerRunner: @unchecked Sendable {
                                            own: server.ownEndpoints(admin: adminAddress)))
         systemd.ready(status: "serving: \(summary)")
         systemd.startWatchdog()
+        if usingBuiltInDefault { printFirstRun() }
         logger.info("tern listening", metadata: [
             "turn": "\(settings.auth.users.isEmpty && settings.auth.secrets.isEmpty ? "off (no auth.users or auth.secrets)" : "on, realm \(settings.realm)")",
             "listeners": "\(bound.map(\.description).joined(separator: ", "))",
@@ -176,11 +186,33 @@ final class ServerRunner: @unchecked Sendable {
         dispatchMain()
     }
 
+    /// The built-in default's greeting on standard output, once everything is bound: what it serves,
+    /// an `iceServers` entry valid for 24 hours for the addresses it can be reached on, and the
+    /// dashboard URL.
+    private func printFirstRun() {
+        var lines = ["Tern is serving STUN and TURN on UDP and TCP port 3478 (built-in default; the shared secret was generated for this run and is kept in memory only)."]
+        let now = UInt64(max(0, Date().timeIntervalSince1970))
+        if let ice = try? issuer.issue(user: "first-run", ttl: CredentialIssuer.defaultTTL, now: now) {
+            lines.append("")
+            lines.append("Paste into RTCPeerConnection's iceServers (valid 24 hours, until \(ice.expires)):")
+            lines.append("  " + ice.iceServersEntry)
+        }
+        if let adminAddress {
+            let host = adminAddress.ip.family == .ipv6 ? "[\(adminAddress.ip)]" : "\(adminAddress.ip)"
+            lines.append("")
+            lines.append("Dashboard: http://\(host):\(adminAddress.port)/")
+            lines.append("More credentials: curl -X POST http://\(host):\(adminAddress.port)/credentials -d '{\"user\": \"alice\"}'")
+        }
+        print(lines.joined(separator: "\n"))
+        fflush(stdout)
+    }
+
     /// Starts the admin endpoint and waits (bounded) until it is bound; returns its port.
     private func startAdmin(_ server: Server) throws -> Int {
         var adminLogger = Logger(label: "tern.admin")
         adminLogger.logLevel = settings.log.level
-        let admin = try AdminServer(settings: settings.admin, backend: ServerAdminBackend(server), logger: adminLogger)
+        let admin = try AdminServer(settings: settings.admin, backend: ServerAdminBackend(server, credentials: issuer),
+                                    logger: adminLogger)
         let outcome = AdminStartOutcome()
         let app = admin.application { port in outcome.set(.success(port)) }
         Task.detached {
@@ -243,6 +275,8 @@ final class ServerRunner: @unchecked Sendable {
         if newTLS != nil || newDTLS != nil { logger.info("reload: tls certificate reloaded") }
         server.updateTurn(Self.turnContext(fresh, shared: shared, nonces: nonces,
                                            own: server.ownEndpoints(admin: adminAddress)))
+        issuer.update(secret: fresh.auth.secrets.first,
+                      urls: fresh.effectivePublicURLs(hostAddresses: Posix.interfaceAddresses()).map(\.description))
         server.updateLimits(fresh.limits)
         let restartOnly: [(String, Bool)] = [
             ("workers", fresh.workers != settings.workers), ("relay", fresh.relay != settings.relay),

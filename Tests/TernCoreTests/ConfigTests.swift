@@ -5,7 +5,7 @@ import Testing
 @testable import TernCore
 
 /// Parses `json` and returns the error it raises, or nil when it parses.
-private func parseError(_ json: String) -> ConfigError? {
+func parseError(_ json: String) -> ConfigError? {
     do {
         _ = try TernConfig.parse(json: Array(json.utf8), source: "config.json")
         return nil
@@ -14,7 +14,7 @@ private func parseError(_ json: String) -> ConfigError? {
     }
 }
 
-private func parse(_ json: String) throws -> TernConfig {
+func parse(_ json: String) throws -> TernConfig {
     try TernConfig.parse(json: Array(json.utf8), source: "config.json")
 }
 
@@ -116,7 +116,7 @@ struct ConfigErrorTests {
         #expect(e.path == "relm")
         #expect(e.source == "config.json")
         #expect(e.description ==
-            "config.json: relm: unknown key; expected one of realm, software, workers, listeners, relay, auth, peers, admin, log, limits, tls, drain, io")
+            "config.json: relm: unknown key; expected one of realm, software, workers, listeners, relay, auth, peers, admin, log, limits, tls, drain, io, publicURLs")
     }
 
     @Test func unknownNestedKey() throws {

@@ -249,6 +249,7 @@ final class EmptyAdminBackend: AdminBackend {
     func deleteAllocation(id: String) async -> Bool { false }
     func user(_ name: String) async -> UserInfo { UserInfo(user: name, allocations: [], relayed: RelayedTraffic()) }
     func deleteAllocations(ofUser name: String) async -> Int { 0 }
+    func issueCredential(user: String?, ttl: Int?) async -> Result<IceServer, CredentialIssuer.Problem> { .failure(.noSecret) }
     var isReady: Bool { true }
 }
 

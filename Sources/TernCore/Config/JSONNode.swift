@@ -134,3 +134,9 @@ struct JSONObject {
         return n
     }
 }
+
+extension TernConfig {
+    /// A JSONSerialization value as an Int when it is a JSON integer: not a boolean, and not written
+    /// with a fraction or an exponent (the config's rule, for other JSON readers of Tern).
+    public static func jsonInteger(_ value: Any) -> Int? { JSONNode.integerValue(value) }
+}

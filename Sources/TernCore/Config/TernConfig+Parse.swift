@@ -3,7 +3,7 @@ import Logging
 import STUN
 
 extension TernConfig {
-    static let topLevelKeys = ["realm", "software", "workers", "listeners", "relay", "auth", "peers", "admin", "log", "limits", "tls", "drain", "io"]
+    static let topLevelKeys = ["realm", "software", "workers", "listeners", "relay", "auth", "peers", "admin", "log", "limits", "tls", "drain", "io", "publicURLs"]
     static let tlsKeys = ["certificate", "privateKey", "handshakeTimeout"]
     static let limitsKeys = ["defaultLifetime", "maxLifetime", "allocationsPerUser", "allocationsPerIP", "allocationsTotal",
                               "allocationRatePerIP", "permissionsPerAllocation", "channelsPerAllocation",
@@ -84,6 +84,7 @@ extension TernConfig {
         if let n = obj["peers"] { config.peers = try parsePeers(n) }
         if let n = obj["admin"] { config.admin = try parseAdmin(n) }
         if let n = obj["log"] { config.log = try parseLog(n) }
+        if let n = obj.nonNull("publicURLs") { config.publicURLs = try parsePublicURLs(n) }
         if let n = obj["limits"] { config.limits = try parseLimits(n) }
         if let n = obj["tls"] { config.tls = try parseTLS(n) }
         if let n = obj["drain"] { config.drain = try parseDrain(n) }
@@ -197,6 +198,20 @@ extension TernConfig {
             }
         }
         return auth
+    }
+
+    /// `publicURLs`: a non-empty array of STUN/TURN URI strings (RFC 7064, RFC 7065), or null.
+    static func parsePublicURLs(_ n: JSONNode) throws(ConfigError) -> [TurnURI] {
+        let items = try n.array("an array of stun:/turn:/turns: URI strings, or null")
+        guard !items.isEmpty else { throw n.mismatch("a non-empty array of stun:/turn:/turns: URI strings, or null") }
+        return try items.map { item throws(ConfigError) in
+            let text = try item.string("a stun:/turn:/turns: URI string such as \"turn:turn.example.com:3478?transport=udp\"")
+            do {
+                return try TurnURI(parsing: text)
+            } catch {
+                throw item.error("\"\(text)\" is not a STUN/TURN URI: \(error)")
+            }
+        }
     }
 
     static func parsePeers(_ n: JSONNode) throws(ConfigError) -> PeerConfig {

@@ -20,6 +20,10 @@ public struct TernConfig: Sendable, Equatable {
     public var tls: TLSConfig = TLSConfig()
     public var drain: DrainConfig = DrainConfig()
     public var io: IOConfig = IOConfig()
+    /// The `stun:`/`turn:`/`turns:` URLs clients use to reach this server (RFC 7064, RFC 7065), for
+    /// `POST /credentials`, the dashboard and the self-test; nil derives them from the listeners
+    /// (`derivedPublicURLs`).
+    public var publicURLs: [TurnURI]?
 
     public static let defaultRealm = "tern"
 

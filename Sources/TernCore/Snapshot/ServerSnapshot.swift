@@ -151,6 +151,8 @@ public protocol AdminBackend: AnyObject, Sendable {
     func user(_ name: String) async -> UserInfo
     /// Ends every live allocation of `name` (a TURN REST user by its `<id>`); how many ended.
     func deleteAllocations(ofUser name: String) async -> Int
+    /// A TURN REST credential with the server's public URLs (`POST /credentials`).
+    func issueCredential(user: String?, ttl: Int?) async -> Result<IceServer, CredentialIssuer.Problem>
     /// Listeners bound and not draining.
     var isReady: Bool { get }
 }

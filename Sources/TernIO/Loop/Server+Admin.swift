@@ -38,8 +38,19 @@ extension Server {
 /// loop) to a global queue, which then waits on the workers' queues.
 public final class ServerAdminBackend: AdminBackend {
     public let server: Server
+    /// Signs `POST /credentials` (nil: no secret, 409).
+    public let credentials: CredentialIssuer?
 
-    public init(_ server: Server) { self.server = server }
+    public init(_ server: Server, credentials: CredentialIssuer? = nil) {
+        self.server = server
+        self.credentials = credentials
+    }
+
+    public func issueCredential(user: String?, ttl: Int?) async -> Result<IceServer, CredentialIssuer.Problem> {
+        guard let credentials else { return .failure(.noSecret) }
+        let now = UInt64(max(0, Clocks.unixSeconds()))
+        return Result { () throws(CredentialIssuer.Problem) in try credentials.issue(user: user, ttl: ttl, now: now) }
+    }
 
     private func off<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
         await withCheckedContinuation { c in
