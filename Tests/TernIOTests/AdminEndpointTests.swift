@@ -18,10 +18,11 @@ struct AdminAnswer {
 }
 
 func adminRequest(_ http: any TestClientProtocol, _ uri: String, method: HTTPRequest.Method = .get,
-                  token: String? = nil) async throws -> AdminAnswer {
+                  token: String? = nil, body: String? = nil) async throws -> AdminAnswer {
     var headers: HTTPFields = [:]
     if let token { headers[.authorization] = "Bearer \(token)" }
-    return try await http.execute(uri: uri, method: method, headers: headers) { r in
+    if body != nil { headers[.contentType] = "application/json" }
+    return try await http.execute(uri: uri, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) }) { r in
         AdminAnswer(status: Int(r.status.code), text: String(buffer: r.body), contentType: r.headers[.contentType] ?? "")
     }
 }
@@ -241,6 +242,66 @@ struct AdminEndpointTests {
     }
 }
 
+@Suite("Admin endpoint: credentials and pages")
+struct AdminCredentialsTests {
+    @Test("POST /credentials signs with the first secret; the credential allocates on the real server; bad bodies get 400, no secret 409; the token is required")
+    func credentials() async throws {
+        let (server, address) = try startTurnServer()
+        defer { server.stop() }
+        let issuer = CredentialIssuer(secret: testSecrets[0], urls: ["turn:\(address)?transport=udp"])
+        let token = "0123456789abcdef-token"
+        let admin = try AdminServer(settings: AdminConfig(port: 0, token: token),
+                                    backend: ServerAdminBackend(server, credentials: issuer), logger: quietAdminLogger)
+        try await admin.application().test(.router) { http in
+            #expect(try await adminRequest(http, "/credentials", method: .post).status == 401)
+            let answer = try await adminRequest(http, "/credentials", method: .post, token: token, body: #"{"user": "carol", "ttl": 600}"#)
+            #expect(answer.status == 200)
+            let o = answer.object
+            let username = try #require(o["username"] as? String)
+            let password = try #require(o["credential"] as? String)
+            #expect(username.hasSuffix(":carol"))
+            #expect(o["urls"] as? [String] == ["turn:\(address)?transport=udp"])
+            #expect((o["expires"] as? String)?.hasSuffix("Z") == true)
+            // The credential works against the server.
+            let client = try TurnTestClient(server: address, username: username, password: password)
+            #expect(try client.allocate().type.messageClass == .successResponse)
+            // An empty body: defaults (a day, a random user).
+            let d = try await adminRequest(http, "/credentials", method: .post, token: token)
+            #expect(d.status == 200)
+            #expect((d.object["username"] as? String)?.contains(":user-") == true)
+            for bad in [#"[1]"#, #"{"ttl": "60"}"#, #"{"ttl": 1.5}"#, #"{"ttl": 0}"#, #"{"ttl": 9999999}"#, #"{"user": ""}"#,
+                        #"{"user": 7}"#, #"{"secret": "x"}"#, "not json"] {
+                let r = try await adminRequest(http, "/credentials", method: .post, token: token, body: bad)
+                #expect(r.status == 400, "\(bad): \(r.status) \(r.text)")
+                #expect(r.object["error"] is String, "\(bad)")
+            }
+        }
+        // Without a secret: 409 with a message.
+        let none = try AdminServer(settings: AdminConfig(port: 0), backend: ServerAdminBackend(server), logger: quietAdminLogger)
+        try await none.application().test(.router) { http in
+            let r = try await adminRequest(http, "/credentials", method: .post)
+            #expect(r.status == 409)
+            #expect((r.object["error"] as? String)?.contains("auth.secrets") == true)
+        }
+    }
+
+    @Test("GET / serves the dashboard page, without the token even when one is set, with a restrictive CSP; the data routes still need it")
+    func dashboardPage() async throws {
+        let (server, _) = try startTurnServer()
+        defer { server.stop() }
+        let admin = try AdminServer(settings: AdminConfig(port: 0, token: "0123456789abcdef-token"), backend: ServerAdminBackend(server),
+                                    logger: quietAdminLogger)
+        try await admin.application().test(.router) { http in
+            let page = try await adminRequest(http, "/")
+            #expect(page.status == 200)
+            #expect(page.contentType.hasPrefix("text/html"))
+            #expect(page.text.contains("<title>Tern dashboard</title>"))
+            #expect(!page.text.contains("http://") && !page.text.contains("https://"), "no external asset")
+            #expect(try await adminRequest(http, "/stats").status == 401)
+        }
+    }
+}
+
 /// An `AdminBackend` with nothing behind it: no server, no allocations.
 final class EmptyAdminBackend: AdminBackend {
     func snapshot(perUser: Bool) async -> ServerSnapshot { ServerSnapshot() }
@@ -295,6 +356,8 @@ struct AdminRouteTableTests {
                 #expect(!answer.text.isEmpty, "\(route.method) \(uri): empty body")
                 if answer.status == 404 {
                     #expect(answer.object["error"] as? String == "no allocation 7", "\(route.method) \(uri)")
+                } else if route.path == "/credentials" {
+                    #expect(answer.status == 409, "no secret behind the empty backend")
                 } else {
                     #expect(answer.status == 200, "\(route.method) \(uri)")
                 }
