@@ -273,7 +273,7 @@ struct SecondSecurityPassTests {
 
     // MARK: 11: relay loops
 
-    @Test("The server's own listener and admin ports are refused as peers; its relay range on its own relay address is allowed though loopback is denied")
+    @Test("The server's own listener and admin ports are refused as peers; its live relays on its own relay address are allowed though loopback is denied")
     func relayLoops() throws {
         try withTurnServer(allow: []) { server, address in
             let adminPort = TransportAddress(ip: .loopbackV4, port: 8478)
@@ -292,7 +292,10 @@ struct SecondSecurityPassTests {
             let got = b.receiveRelayed()
             #expect(got?.data == [9, 8, 7])
             #expect(got?.peer == relayA)
-            // Loopback outside the relay range stays refused by the default policy.
+            // A port in the relay range that is no live relay (another local service could listen
+            // there) stays refused, as does loopback outside the relay range.
+            let idle = TransportAddress(ip: .loopbackV4, port: [relayA.port, relayB.port].contains(62999) ? 62998 : 62999)
+            #expect(try a.request(.channelBind, [.channelNumber(0x4001), .xorPeerAddress(idle)]).errorCode?.code == 403)
             #expect(try a.request(.channelBind, [.channelNumber(0x4001), .xorPeerAddress(TransportAddress(ip: .loopbackV4, port: 5))]).errorCode?.code == 403)
             // Even with loopback allowed outright, its own listeners and admin endpoint are not peers.
             let open = reloaded(server, allow: ["127.0.0.0/8"])

@@ -53,13 +53,19 @@ public struct PeerPolicy: Sendable {
     /// True when a client may bind a channel to, send to, or (RFC 6062) connect to `peer`. Refused,
     /// whatever `allow` says: the server's own listener and admin ports (a relay loop, or a client
     /// reaching the admin endpoint from the server's own address). On the server's own relay
-    /// addresses only the relay port range is permitted when the policy would otherwise refuse them.
-    public func permits(_ peer: TransportAddress) -> Bool {
+    /// addresses, when the policy would otherwise refuse them (private or loopback), a peer is
+    /// permitted only if it is the relayed address of a live allocation of this server (`relays`):
+    /// two clients of this server relaying to each other, never another local service that happens
+    /// to listen on a port in the relay range.
+    public func permits(_ peer: TransportAddress, relays: SharedTurnState? = nil) -> Bool {
         if own.isService(peer) { return false }
         let embedded = Self.embeddedIPv4(peer.ip)
         if deny.matches(peer.ip, embedded) { return false }
         if allow.matches(peer.ip, embedded) { return true }
-        if own.isRelayIP(peer.ip), own.relayPorts.contains(peer.port) { return true }
+        if own.isRelayIP(peer.ip), own.relayPorts.contains(peer.port), let relays,
+           relays.isLiveRelay(TransportAddress(ip: embedded.map(IPAddress.v4) ?? peer.ip, port: peer.port)) {
+            return true
+        }
         if Self.defaults.matches(peer.ip, embedded) { return false }
         return true
     }

@@ -226,6 +226,7 @@ extension RequestHandler {
             bandwidthRate: turn.settings.limits.bandwidthPerAllocation,
             userBandwidth: turn.shared.bandwidth(for: userKey, rate: turn.settings.limits.bandwidthPerUser), now: now)
         allocations.insert(allocation)
+        turn.shared.addLiveRelays(relays)
         turnCounters.allocationsCreated &+= 1
         return result
     }
@@ -259,6 +260,7 @@ extension RequestHandler {
     func deallocate(_ allocation: Allocation, reason: AllocationEndReason) {
         allocations.remove(allocation)
         for r in allocation.relays { relayIO?.closeRelay(r.handle) }
+        turn?.shared.removeLiveRelays(allocation.relays)
         for id in allocation.tcpPeers.keys { turn?.shared.removePeerConnection(id) }
         turn?.shared.releaseAllocation(user: Self.userKey(allocation.username), ip: allocation.fiveTuple.client.ip)
         let c = allocation.counters

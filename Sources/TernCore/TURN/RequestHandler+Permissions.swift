@@ -54,7 +54,7 @@ extension RequestHandler {
             return fail(400, "Missing XOR-PEER-ADDRESS")
         }
         guard allocation.relay(for: peer.ip.family) != nil else { return fail(443) }
-        guard turn.policy.permits(peer) else {
+        guard turn.policy.permits(peer, relays: turn.shared) else {
             turnCounters.refusedByPolicy &+= 1
             return fail(403)
         }

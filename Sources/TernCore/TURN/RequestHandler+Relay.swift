@@ -58,7 +58,7 @@ extension RequestHandler {
         }
         // A permission is per IP; the port is judged here (the server's own listener and admin
         // ports are never a peer; on its own relay addresses only the relay port range is).
-        if let turn, !turn.policy.permits(peer) {
+        if let turn, !turn.policy.permits(peer, relays: turn.shared) {
             turnCounters.refusedByPolicy &+= 1
             return .noReply
         }

@@ -43,6 +43,10 @@ public final class SharedTurnState: @unchecked Sendable {
     /// TCP relay ports in use: TCP relays bind with SO_REUSEPORT (their outgoing connections share
     /// the port), so the kernel would not stop two allocations from taking the same one.
     private var tcpRelayPorts: Set<TransportAddress> = []
+    /// Relayed transport addresses of live allocations, bound and advertised: a peer there is another
+    /// client of this server (TURN to TURN), which the peer policy admits on the server's own relay
+    /// addresses even when they are private or loopback.
+    private var liveRelays: Set<TransportAddress> = []
 
     public init() {}
 
@@ -67,6 +71,22 @@ public final class SharedTurnState: @unchecked Sendable {
     public func removePeerConnection(_ id: UInt32) {
         lock.lock(); defer { lock.unlock() }
         peerConnections[id] = nil
+    }
+
+    func addLiveRelays(_ slots: [RelaySlot]) {
+        lock.lock(); defer { lock.unlock() }
+        for s in slots { liveRelays.insert(s.bound); liveRelays.insert(s.advertised) }
+    }
+
+    func removeLiveRelays(_ slots: [RelaySlot]) {
+        lock.lock(); defer { lock.unlock() }
+        for s in slots { liveRelays.remove(s.bound); liveRelays.remove(s.advertised) }
+    }
+
+    /// Whether `address` is the relayed address of a live allocation of this server.
+    public func isLiveRelay(_ address: TransportAddress) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        return liveRelays.contains(address)
     }
 
     public func claimTCPRelayPort(_ address: TransportAddress) -> Bool {

@@ -137,9 +137,9 @@ extension Server {
 extension Server {
     /// What the peer policy must know of this server (issue 13: relay loops): the listeners bound now
     /// and the admin endpoint (`admin`) are never a peer, and the relay addresses with the relay
-    /// port range are (a peer there is another client of this server). Relay addresses left to the
-    /// system (nil or unspecified) stand for the host's interface addresses, loopback excepted (a
-    /// relay bound near a loopback listener is loopback only when configured so).
+    /// port range may be (a peer there that is a live relayed address is another client of this
+    /// server). Relay addresses left to the system (nil or unspecified) stand for every address of
+    /// the host's interfaces, loopback included: a relay binds near the address the client reached.
     public func ownEndpoints(admin: TransportAddress?) -> PeerPolicy.OwnEndpoints {
         var services = bound.map(\.address)
         if let admin { services.append(admin) }
@@ -149,7 +149,7 @@ extension Server {
             if let ip = configured, !ip.isUnspecified {
                 relayIPs.append(ip)
             } else {
-                relayIPs += host.filter { $0.family == family && !$0.isLoopback }
+                relayIPs += host.filter { $0.family == family }
             }
         }
         relayIPs += [relayAddresses.externalIPv4, relayAddresses.externalIPv6].compactMap { $0 }
