@@ -41,6 +41,10 @@ public final class AdminServer: Sendable {
         Route(method: .get, path: "/") { _, _, _ in
             page(DashboardPage.html)
         },
+        // The in-browser self-test: ICE gathering per public URL and a relayed video call.
+        Route(method: .get, path: "/selftest") { _, _, _ in
+            page(SelfTestPage.html)
+        },
         Route(method: .get, path: "/healthz") { server, _, _ in
             server.json(["status": "ok"])
         },
@@ -209,7 +213,7 @@ public final class AdminServer: Sendable {
     }
 
     /// Pages that carry no data and are served without the bearer token (they ask for it).
-    static let publicPages: Set<String> = ["/"]
+    static let publicPages: Set<String> = ["/", "/selftest"]
 
     func notFound(_ message: String) -> Response {
         json(["error": message], status: .notFound)

@@ -99,6 +99,28 @@ enum BrowserHarness {
     /// once both peers finished gathering, instead of waiting for a connection.
     /// `home`: a HOME for chromedriver and Chromium (Chromium on Linux reads the NSS certificate
     /// database from `$HOME/.pki/nssdb`, which is how a test makes it trust a `turns:` certificate).
+    /// Runs `body` with a fresh Chromium session (chromedriver and the browser end afterwards).
+    static func withSession<T>(home: String? = nil, _ body: (WebDriverSession) throws -> T) throws -> T {
+        guard let browser = browserPath, let driver = driverPath else {
+            throw BrowserHarnessError("chromium or chromedriver not installed")
+        }
+        var attempt = 0
+        let chrome: ChromeDriver
+        while true {
+            do {
+                chrome = try ChromeDriver(path: driver, home: home)
+                break
+            } catch {
+                attempt += 1
+                if attempt >= 3 { throw error }
+            }
+        }
+        defer { chrome.stop() }
+        let session = try chrome.newSession(browser: browser)
+        defer { session.delete() }
+        return try body(session)
+    }
+
     static func runRelayTest(iceServers: String, timeout: TimeInterval = 30, expectConnection: Bool = true,
                              messages: Int = 50, minFramesDecoded: Int = 30, video: Bool = true,
                              home: String? = nil) throws -> BrowserRelayResult {

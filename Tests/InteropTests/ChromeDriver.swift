@@ -139,6 +139,35 @@ final class WebDriverSession {
         return value is NSNull ? nil : value
     }
 
+    /// A PNG of the viewport (WebDriver "Take Screenshot").
+    func screenshot() throws -> Data {
+        let (status, json) = try WebDriverHTTP.request("GET", base.appendingPathComponent("screenshot"), timeout: 20)
+        guard status == 200, let b64 = json?["value"] as? String, let png = Data(base64Encoded: b64) else {
+            throw BrowserHarnessError("screenshot failed (HTTP \(status))")
+        }
+        return png
+    }
+
+    /// Sets the window size (WebDriver "Set Window Rect").
+    func setWindowSize(width: Int, height: Int) throws {
+        let (status, json) = try WebDriverHTTP.request("POST", base.appendingPathComponent("window/rect"),
+                                                       body: ["width": width, "height": height], timeout: 10)
+        guard status == 200 else { throw BrowserHarnessError("set window rect failed (HTTP \(status)): \(json ?? [:])") }
+    }
+
+    /// Polls `script` (a WebDriver script returning a value) until `done` says so, bounded by
+    /// `timeout`; returns the last value.
+    func waitFor(_ script: String, timeout: TimeInterval, done: (Any?) -> Bool) throws -> Any? {
+        let deadline = Date().addingTimeInterval(timeout)
+        var last: Any? = nil
+        while Date() < deadline {
+            last = try execute(script, [])
+            if done(last) { return last }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        return last
+    }
+
     /// Deletes the session (chromedriver quits Chromium), makes sure the browser process is gone
     /// (by its pid), and removes the profile directory.
     func delete() {

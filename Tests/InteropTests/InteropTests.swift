@@ -23,22 +23,6 @@ struct StunClientInteropTests {
         return nil
     }
 
-    @Test("The built-in default serves STUN on UDP 3478, and SIGTERM stops it cleanly")
-    func builtInDefault() throws {
-        let tern = try TernProcess(config: nil)
-        #expect(tern.waitForLog("tern listening"), "tern did not start: \(tern.stderr)")
-        let bound = tern.boundListeners()
-        #expect(bound.contains { $0.transport == "udp" && $0.address == TransportAddress("0.0.0.0:3478")! })
-        #expect(bound.contains { $0.transport == "tcp" && $0.address == TransportAddress("0.0.0.0:3478")! })
-        let result = try runTool(Self.stunclient, ["127.0.0.1"])
-        let reflexive = Self.reflexiveAddress(in: result.output)
-        #expect(reflexive?.ip == .loopbackV4, "turnutils_stunclient said: \(result.output)")
-        #expect(reflexive.map { $0.port != 0 } == true)
-        #expect(tern.terminate() == 0)
-        #expect(tern.stderr.contains("stopped"))
-        #expect(tern.stderr.components(separatedBy: "tern listening").count == 2, "start-up logged once")
-    }
-
     @Test("Ephemeral-port config, IPv4 and IPv6, with SOFTWARE")
     func configuredListeners() throws {
         let config = """

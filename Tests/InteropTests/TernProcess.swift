@@ -6,8 +6,10 @@ import STUN
 final class TernProcess {
     let process = Process()
     private let stderrPipe = Pipe()
+    private let stdoutPipe = Pipe()
     private let lock = NSLock()
     private var stderrText = ""
+    private var stdoutText = ""
     let configURL: URL?
 
     static var executableURL: URL {
@@ -37,12 +39,19 @@ final class TernProcess {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
         process.standardError = stderrPipe
-        process.standardOutput = FileHandle.nullDevice
+        process.standardOutput = stdoutPipe
         stderrPipe.fileHandleForReading.readabilityHandler = { [weak self] h in
             let data = h.availableData
             guard let self, !data.isEmpty else { return }
             self.lock.lock()
             self.stderrText += String(decoding: data, as: UTF8.self)
+            self.lock.unlock()
+        }
+        stdoutPipe.fileHandleForReading.readabilityHandler = { [weak self] h in
+            let data = h.availableData
+            guard let self, !data.isEmpty else { return }
+            self.lock.lock()
+            self.stdoutText += String(decoding: data, as: UTF8.self)
             self.lock.unlock()
         }
         try process.run()
@@ -52,6 +61,24 @@ final class TernProcess {
         lock.lock()
         defer { lock.unlock() }
         return stderrText
+    }
+
+    /// What tern printed on standard output (the built-in default's greeting).
+    var stdout: String {
+        lock.lock()
+        defer { lock.unlock() }
+        return stdoutText
+    }
+
+    /// Waits (bounded) until standard output contains `text`.
+    func waitForOutput(_ text: String, timeout: TimeInterval = 20) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if stdout.contains(text) { return true }
+            if !process.isRunning { return stdout.contains(text) }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        return false
     }
 
     /// Waits (bounded) until stderr contains `text`.

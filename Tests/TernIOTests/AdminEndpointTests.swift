@@ -292,11 +292,13 @@ struct AdminCredentialsTests {
         let admin = try AdminServer(settings: AdminConfig(port: 0, token: "0123456789abcdef-token"), backend: ServerAdminBackend(server),
                                     logger: quietAdminLogger)
         try await admin.application().test(.router) { http in
-            let page = try await adminRequest(http, "/")
-            #expect(page.status == 200)
-            #expect(page.contentType.hasPrefix("text/html"))
-            #expect(page.text.contains("<title>Tern dashboard</title>"))
-            #expect(!page.text.contains("http://") && !page.text.contains("https://"), "no external asset")
+            for (path, title) in [("/", "Tern dashboard"), ("/selftest", "Tern self-test")] {
+                let page = try await adminRequest(http, path)
+                #expect(page.status == 200, "\(path)")
+                #expect(page.contentType.hasPrefix("text/html"))
+                #expect(page.text.contains("<title>\(title)</title>"))
+                #expect(!page.text.contains("http://") && !page.text.contains("https://"), "\(path): no external asset")
+            }
             #expect(try await adminRequest(http, "/stats").status == 401)
         }
     }

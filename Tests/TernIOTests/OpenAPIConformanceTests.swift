@@ -104,7 +104,7 @@ struct OpenAPIConformanceTests {
                 ("/allocations/{id}", .delete, "/allocations/\(id)"), ("/allocations/{id}", .delete, "/allocations/\(id)"),
                 ("/users/{name}/allocations", .delete, "/users/alice/allocations"),
                 ("/users/{name}/allocations", .delete, "/users/nobody/allocations"),
-                ("/", .get, "/"), ("/credentials", .post, "/credentials"),
+                ("/", .get, "/"), ("/selftest", .get, "/selftest"), ("/credentials", .post, "/credentials"),
             ]
             var seen = Set<String>()
             for (template, method, uri) in calls {

@@ -303,8 +303,17 @@ struct SecondSecurityPassTests {
                                           policy: open.policy.with(server.ownEndpoints(admin: adminPort)),
                                           settings: open.settings, shared: open.shared))
             #expect(try a.request(.channelBind, [.channelNumber(0x4001), .xorPeerAddress(TransportAddress(ip: .loopbackV4, port: 5))]).type.messageClass == .successResponse)
-            for own in [address, try #require(tcpAddress(server)), adminPort] {
-                #expect(try a.request(.channelBind, [.channelNumber(0x4002), .xorPeerAddress(own)]).errorCode?.code == 403, "\(own)")
+            // UDP relaying: the UDP listener is refused...
+            #expect(try a.request(.channelBind, [.channelNumber(0x4002), .xorPeerAddress(address)]).errorCode?.code == 403)
+            // ...but the same port number on another transport is no loop (a UDP peer may use it).
+            let tcp = try #require(tcpAddress(server))
+            #expect(try a.request(.channelBind, [.channelNumber(0x4003), .xorPeerAddress(TransportAddress(ip: .loopbackV4, port: tcp.port))])
+                .type.messageClass == .successResponse)
+            // TCP relaying (RFC 6062 Connect): the TCP listener and the admin endpoint are refused.
+            let control = try TurnTestClient(server: tcp, username: "alice", password: "wonderland", transport: .tcp)
+            #expect(try control.request(.allocate, [.requestedTransport(protocolNumber: 6)]).type.messageClass == .successResponse)
+            for own in [tcp, adminPort] {
+                #expect(try control.request(.connect, [.xorPeerAddress(own)]).errorCode?.code == 403, "\(own)")
             }
             // A Send indication to the server's own listener is dropped and counted.
             let before = server.snapshot(perUser: false).dropped["policy"] ?? 0

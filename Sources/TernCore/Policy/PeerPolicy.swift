@@ -56,9 +56,11 @@ public struct PeerPolicy: Sendable {
     /// addresses, when the policy would otherwise refuse them (private or loopback), a peer is
     /// permitted only if it is the relayed address of a live allocation of this server (`relays`):
     /// two clients of this server relaying to each other, never another local service that happens
-    /// to listen on a port in the relay range.
-    public func permits(_ peer: TransportAddress, relays: SharedTurnState? = nil) -> Bool {
-        if own.isService(peer) { return false }
+    /// to listen on a port in the relay range. `stream`: the relay would reach `peer` over TCP
+    /// (RFC 6062 Connect); otherwise over UDP. A service is only refused on its own transport: a UDP
+    /// peer may use the port number a TCP listener has.
+    public func permits(_ peer: TransportAddress, relays: SharedTurnState? = nil, stream: Bool = false) -> Bool {
+        if own.isService(peer, stream: stream) { return false }
         let embedded = Self.embeddedIPv4(peer.ip)
         if deny.matches(peer.ip, embedded) { return false }
         if allow.matches(peer.ip, embedded) { return true }
@@ -81,14 +83,24 @@ public struct PeerPolicy: Sendable {
     /// endpoint are (never a peer), and its relay addresses and port range (a peer there is another
     /// client of this server).
     public struct OwnEndpoints: Sendable {
-        /// Listener and admin endpoints. A wildcard address (0.0.0.0 or ::) stands for every address
-        /// of the host that a peer could name: loopback, and the relay and external addresses.
-        public var services: [TransportAddress]
+        /// Listener and admin endpoints, and whether each is a stream (TCP, TLS, the admin HTTP
+        /// endpoint) or datagram (UDP, DTLS) one. A wildcard address (0.0.0.0 or ::) stands for every
+        /// address of the host that a peer could name: loopback, and the relay and external addresses.
+        public var services: [Service]
         /// Relay addresses and the external addresses advertised for them.
         public var relayIPs: [IPAddress]
         public var relayPorts: ClosedRange<UInt16>
 
-        public init(services: [TransportAddress] = [], relayIPs: [IPAddress] = [], relayPorts: ClosedRange<UInt16> = 0...0) {
+        public struct Service: Sendable, Equatable {
+            public var address: TransportAddress
+            public var stream: Bool
+            public init(_ address: TransportAddress, stream: Bool) {
+                self.address = address
+                self.stream = stream
+            }
+        }
+
+        public init(services: [Service] = [], relayIPs: [IPAddress] = [], relayPorts: ClosedRange<UInt16> = 0...0) {
             self.services = services
             self.relayIPs = relayIPs
             self.relayPorts = relayPorts
@@ -101,13 +113,14 @@ public struct PeerPolicy: Sendable {
             return false
         }
 
-        /// A listener or admin port on one of this host's addresses. No allocation: a few entries.
+        /// A listener or admin port of the same transport on one of this host's addresses. No
+        /// allocation: a few entries.
         @inline(__always)
-        func isService(_ peer: TransportAddress) -> Bool {
+        func isService(_ peer: TransportAddress, stream: Bool) -> Bool {
             let ip = PeerPolicy.embeddedIPv4(peer.ip).map(IPAddress.v4) ?? peer.ip
-            for s in services where s.port == peer.port {
-                if s.ip == ip { return true }
-                if s.ip.isUnspecified, ip.isLoopback || ip.isUnspecified || isRelayIP(ip) { return true }
+            for s in services where s.address.port == peer.port && s.stream == stream {
+                if s.address.ip == ip { return true }
+                if s.address.ip.isUnspecified, ip.isLoopback || ip.isUnspecified || isRelayIP(ip) { return true }
             }
             return false
         }

@@ -14,7 +14,7 @@ extension RequestHandler {
         guard allocation.tcpRelay, let relay = allocation.relays.first else { return fail(400, "Not a TCP allocation") }
         guard let peer = try? reader.xorAddress(.xorPeerAddress) else { return fail(400, "Missing XOR-PEER-ADDRESS") }
         guard peer.ip.family == relay.bound.ip.family else { return fail(443) }
-        guard turn.policy.permits(peer, relays: turn.shared) else {
+        guard turn.policy.permits(peer, relays: turn.shared, stream: true) else {
             turnCounters.refusedByPolicy &+= 1
             return fail(403)
         }

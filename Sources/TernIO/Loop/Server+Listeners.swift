@@ -141,8 +141,8 @@ extension Server {
     /// server). Relay addresses left to the system (nil or unspecified) stand for every address of
     /// the host's interfaces, loopback included: a relay binds near the address the client reached.
     public func ownEndpoints(admin: TransportAddress?) -> PeerPolicy.OwnEndpoints {
-        var services = bound.map(\.address)
-        if let admin { services.append(admin) }
+        var services = bound.map { PeerPolicy.OwnEndpoints.Service($0.address, stream: $0.transport.isStream) }
+        if let admin { services.append(.init(admin, stream: true)) }
         var relayIPs: [IPAddress] = []
         let host = Posix.interfaceAddresses()
         for (configured, family) in [(relayAddresses.ipv4, AddressFamily.ipv4), (relayAddresses.ipv6, .ipv6)] {

@@ -8,13 +8,26 @@ import TernCore
 
 extension Worker: RelayIO {
     /// The address a relay socket of `family` binds: the configured one, else the server address
-    /// the client reached. Never a wildcard: XOR-RELAYED-ADDRESS must be concrete.
+    /// the client reached, else (a client asking for the other family, such as an IPv6 client of
+    /// the built-in default wanting the usual IPv4 relay) this host's first address of that family,
+    /// one that is not loopback when there is one (`Worker.hostRelayCandidates`). Never a
+    /// wildcard: XOR-RELAYED-ADDRESS must be concrete.
     func relayAddress(_ family: AddressFamily, near: IPAddress) -> IPAddress? {
         let configured = family == .ipv4 ? relayAddresses.ipv4 : relayAddresses.ipv6
         if let configured, !configured.isUnspecified { return configured }
         if near.family == family, !near.isUnspecified { return near }
-        return nil
+        return Self.hostRelayCandidates.first { $0.family == family }
     }
+
+    /// This host's addresses a relay may bind when nothing else says which (read once): global and
+    /// private ones first, then loopback; never IPv6 link-local (it needs a zone).
+    static let hostRelayCandidates: [IPAddress] = {
+        let all = Posix.interfaceAddresses().filter { ip in
+            if case .v6(let hi, _) = ip, hi >> 54 == 0x3FA { return false }
+            return !ip.isUnspecified
+        }
+        return all.filter { !$0.isLoopback } + all.filter(\.isLoopback)
+    }()
 
     public func openRelay(family: AddressFamily, near: IPAddress, evenPort: Bool, reserveNext: Bool,
                           dontFragment: Bool) -> Result<OpenedRelay, RelayOpenError> {
