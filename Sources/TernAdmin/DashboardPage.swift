@@ -93,20 +93,28 @@ function draw() {
   const pad = 34 * devicePixelRatio;
   ctx.strokeStyle = "#232937"; ctx.lineWidth = 1; ctx.fillStyle = "#8b93a7"; ctx.font = `${11 * devicePixelRatio}px sans-serif`;
   for (let i = 0; i <= 4; i++) { const y = pad / 2 + (h - pad) * i / 4; ctx.beginPath(); ctx.moveTo(pad, y); ctx.lineTo(w, y); ctx.stroke(); }
-  const series = [["pps", "#5b9cff", 1], ["bps", "#36c5a0", 1 / 1000]];
-  for (const [key, color, scale] of series) {
+  // Packets per second as a filled area on the left scale, kB per second as a line on the right one.
+  const series = [["pps", "#5b9cff", 1, true], ["bps", "#36c5a0", 1 / 1000, false]];
+  const xAt = (i) => pad + (w - pad * 2) * (i + maxPoints - history.length) / (maxPoints - 1);
+  for (const [key, color, scale, area] of series) {
     const max = Math.max(1, ...history.map(p => p[key] * scale));
-    ctx.strokeStyle = color; ctx.lineWidth = 2 * devicePixelRatio; ctx.beginPath();
-    history.forEach((p, i) => {
-      const x = pad + (w - pad) * (i + maxPoints - history.length) / (maxPoints - 1);
-      const y = pad / 2 + (h - pad) * (1 - p[key] * scale / max);
-      i ? ctx.lineTo(x, y) : ctx.moveTo(x, y);
-    });
-    ctx.stroke();
-    if (key === "pps") ctx.fillText(fmt(max), 2, pad / 2 + 4);
+    const yAt = (p) => pad / 2 + (h - pad) * (1 - p[key] * scale / max);
+    ctx.beginPath();
+    history.forEach((p, i) => { i ? ctx.lineTo(xAt(i), yAt(p)) : ctx.moveTo(xAt(i), yAt(p)); });
+    if (area && history.length > 1) {
+      ctx.strokeStyle = color; ctx.lineWidth = 1.5 * devicePixelRatio; ctx.stroke();
+      ctx.lineTo(xAt(history.length - 1), h - pad / 2); ctx.lineTo(xAt(0), h - pad / 2); ctx.closePath();
+      ctx.fillStyle = "rgba(91, 156, 255, 0.22)"; ctx.fill();
+    } else {
+      ctx.setLineDash([6 * devicePixelRatio, 4 * devicePixelRatio]);
+      ctx.strokeStyle = color; ctx.lineWidth = 2 * devicePixelRatio; ctx.stroke(); ctx.setLineDash([]);
+    }
+    ctx.fillStyle = color;
+    if (key === "pps") ctx.fillText(fmt(max) + " pkt/s", 2, pad / 2 + 4);
+    else { const t = fmt(max) + " kB/s"; ctx.fillText(t, w - ctx.measureText(t).width - 2, pad / 2 + 4); }
   }
   ctx.fillStyle = "#8b93a7";
-  ctx.fillText("-5 min", pad, h - 4); ctx.fillText("now", w - 26 * devicePixelRatio, h - 4);
+  ctx.fillText("-5 min", pad, h - 4); ctx.fillText("now", w - pad - 20 * devicePixelRatio, h - 4);
 }
 function render(s) {
   $("version").textContent = "version " + s.version;

@@ -39,7 +39,7 @@ enum SelfTestPage {
     </ul>
     <p class="sub" id="credentialInfo"></p></section>
   <section class="panel span8"><h2>ICE gathering, one server at a time</h2>
-    <table><thead><tr><th>URL</th><th>Candidates</th><th class="num">First srflx</th><th class="num">First relay</th><th>Errors</th></tr></thead>
+    <table><thead><tr><th>URL</th><th>Candidates</th><th class="num">First srflx</th><th class="num">First relay</th><th>Notes</th></tr></thead>
       <tbody id="gather"><tr class="zero"><td colspan="5">waiting for a credential</td></tr></tbody></table></section>
   <section class="panel span4"><h2>Sent (test pattern)</h2><video id="sent" autoplay muted playsinline></video></section>
   <section class="panel span4"><h2>Received through the relay</h2><video id="received" autoplay muted playsinline></video></section>
@@ -118,13 +118,14 @@ function drawPattern(canvas) {
     frame++;
     const w = canvas.width, h = canvas.height;
     const bars = ["#e6e9ef", "#f2b84b", "#36c5a0", "#5b9cff", "#b07cff", "#ef5f67", "#2b3140"];
-    bars.forEach((c, i) => { ctx.fillStyle = c; ctx.fillRect(i * w / bars.length, 0, w / bars.length + 1, h * 0.62); });
-    ctx.fillStyle = "#0f1218"; ctx.fillRect(0, h * 0.62, w, h * 0.38);
+    bars.forEach((c, i) => { ctx.fillStyle = c; ctx.fillRect(i * w / bars.length, 0, w / bars.length + 1, h * 0.58); });
+    ctx.fillStyle = "#0f1218"; ctx.fillRect(0, h * 0.58, w, h * 0.42);
     const x = (frame * 6) % (w + 120) - 60;
-    ctx.fillStyle = "#36c5a0"; ctx.beginPath(); ctx.arc(x, h * 0.81, 42, 0, Math.PI * 2); ctx.fill();
-    ctx.fillStyle = "#e6e9ef"; ctx.font = "bold 30px sans-serif";
-    ctx.fillText("TERN SELF-TEST  frame " + frame, 24, h * 0.62 - 20);
-    ctx.font = "20px monospace"; ctx.fillText(new Date().toISOString().slice(11, 23), w - 190, h - 20);
+    ctx.fillStyle = "#36c5a0"; ctx.beginPath(); ctx.arc(x, h * 0.86, 34, 0, Math.PI * 2); ctx.fill();
+    ctx.fillStyle = "#e6e9ef"; ctx.font = "bold 34px sans-serif";
+    ctx.fillText("TERN SELF-TEST", 24, h * 0.58 + 46);
+    ctx.font = "22px monospace"; ctx.fillStyle = "#8b93a7";
+    ctx.fillText("frame " + frame + "   " + new Date().toISOString().slice(11, 23), 24, h * 0.58 + 82);
   }, 33);
 }
 
@@ -172,8 +173,9 @@ async function call(cred, urls) {
     showCall(result);
     if (result.framesReceived >= 90 && result.localCandidateType) break;
   }
-  clearInterval(timer);
-  a.close(); b.close();
+  // The call stays up (and the pattern moving) so that the received video can be watched; the
+  // allocations end when the page closes.
+  window.addEventListener("pagehide", () => { clearInterval(timer); a.close(); b.close(); });
   return result;
 }
 
@@ -199,10 +201,13 @@ async function run() {
       summary.urls.push(g);
       rows.push(g);
       $("gather").innerHTML = rows.map((g) => `<tr><td><code>${g.url}</code></td>
-        <td>${g.types.map((t) => `<span class="tag ${t}">${t}</span>`).join("") || '<span class="tag">host only</span>'}</td>
+        <td>${g.types.map((t) => `<span class="tag ${t}">${t}</span>`).join("")
+             || '<span class="tag" title="The server saw the address this browser sent from: no NAT in between">no srflx: no NAT in between</span>'}</td>
         <td class="num">${g.times.srflx != null ? g.times.srflx + " ms" : "–"}</td>
         <td class="num">${g.times.relay != null ? g.times.relay + " ms" : "–"}</td>
-        <td>${g.errors.map((e) => `<span class="tag err">${e}</span>`).join("")}</td></tr>`).join("");
+        <td>${g.errors.map((e) => e.startsWith("701") && g.ok
+             ? `<span class="tag" title="${e}">not reachable from every local interface</span>`
+             : `<span class="tag err">${e}</span>`).join("")}</td></tr>`).join("");
     }
     const gatherOK = summary.urls.length > 0 && summary.urls.every((g) => g.ok);
     step("stepGather", gatherOK ? "pass" : "fail", gatherOK ? "pass" : "fail");

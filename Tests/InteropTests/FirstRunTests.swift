@@ -84,7 +84,7 @@ extension HeavyInteropTests {
 
             // The dashboard, in Chromium, while coturn's client relays.
             try BrowserHarness.withSession { session in
-                try session.setWindowSize(width: 1440, height: 1000)
+                try session.setWindowSize(width: 1440, height: 1400)
                 try session.navigate("http://127.0.0.1:8478/")
                 let state = try session.waitFor("""
                     return {polls: Number(document.body.dataset.polls || 0),
@@ -106,7 +106,28 @@ extension HeavyInteropTests {
                 let png = try session.screenshot()
                 #expect(png.count > 20_000 && png.starts(with: [0x89, 0x50, 0x4E, 0x47]))
                 try png.write(to: Self.screenshotURL("dashboard.png"))
+
+                // The self-test, in the same browser: a credential, ICE from each URL, a relayed call.
+                try session.navigate("http://127.0.0.1:8478/selftest")
+                let result = try session.waitFor("return document.body.dataset.result || null;", timeout: 90) { $0 as? String != nil }
+                let summary = try session.execute("return window.ternSelfTest;", []) as? [String: Any]
+                print("self-test: \(result ?? "none") \(summary ?? [:])")
+                #expect(result as? String == "pass", "self-test: \(summary ?? [:])")
+                let call = summary?["call"] as? [String: Any]
+                #expect((call?["framesReceived"] as? Int ?? 0) >= 30)
+                #expect(call?["localCandidateType"] as? String == "relay" && call?["remoteCandidateType"] as? String == "relay")
+                let gathered = summary?["urls"] as? [[String: Any]] ?? []
+                #expect(gathered.count == urls.count)
+                for g in gathered where (g["url"] as? String)?.hasPrefix("turn") == true {
+                    #expect((g["types"] as? [String])?.contains("relay") == true, "\(g)")
+                }
+                let selftest = try session.screenshot()
+                #expect(selftest.count > 20_000)
+                try selftest.write(to: Self.screenshotURL("selftest.png"))
             }
+            // Live allocations make SIGTERM drain (up to 30 s); a second SIGTERM stops at once.
+            kill(tern.process.processIdentifier, SIGTERM)
+            #expect(tern.waitForLog("draining", timeout: 5))
             #expect(tern.terminate() == 0)
             #expect(tern.stderr.contains("stopped"))
             #expect(tern.stderr.components(separatedBy: "tern listening").count == 2, "start-up logged once")
