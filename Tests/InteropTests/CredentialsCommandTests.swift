@@ -111,6 +111,30 @@ struct CredentialsCommandTests {
         #expect(expiry >= before + seconds && expiry <= after + seconds, "\(ttl)")
     }
 
+    @Test("--config takes the secret and the URLs from the config file; a file without secrets is refused")
+    func fromConfig() throws {
+        let dir = FileManager.default.temporaryDirectory
+        let config = dir.appendingPathComponent("tern-cred-\(UUID().uuidString).json")
+        try #"{"auth": {"secrets": ["first-secret", "old-secret"]}, "publicURLs": ["turn:turn.example.com:3478?transport=udp", "stun:turn.example.com"]}"#
+            .write(to: config, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: config) }
+        let result = try runTool(Self.tern, ["credentials", "--config", config.path, "--user", "dana", "--ttl", "10m"])
+        #expect(result.status == 0, "\(result.output)")
+        let (fields, json) = Self.parse(result.output)
+        let username = try #require(fields["username"])
+        #expect(fields["password"] == CredentialStore.restPassword(secret: "first-secret", username: username))
+        let line = try #require(json)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(object["urls"] as? [String] == ["turn:turn.example.com:3478?transport=udp", "stun:turn.example.com"])
+        // Without auth.secrets there is nothing to sign with; --secret and --config together are a usage error.
+        let empty = dir.appendingPathComponent("tern-cred-\(UUID().uuidString).json")
+        try "{}".write(to: empty, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: empty) }
+        let refused = try runTool(Self.tern, ["credentials", "--config", empty.path, "--user", "dana"])
+        #expect(refused.status == 1 && refused.output.contains("no auth.secrets"), "\(refused.output)")
+        #expect(try runTool(Self.tern, ["credentials", "--config", empty.path, "--secret", "s", "--user", "d"]).status == 64)
+    }
+
     @Test("Missing --secret or --user, or an empty --user, is a usage error")
     func missingOptions() throws {
         for args in [["credentials", "--user", "alice"], ["credentials", "--secret", "s"],
