@@ -7,7 +7,7 @@ struct Tern: ParsableCommand {
         commandName: "tern",
         abstract: "A STUN/TURN relay and NAT traversal daemon.",
         version: ternVersion,
-        subcommands: [Serve.self, CheckConfig.self, Credentials.self],
+        subcommands: [Serve.self, CheckConfig.self, Credentials.self, Probe.self],
         defaultSubcommand: Serve.self
     )
 }
