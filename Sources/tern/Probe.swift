@@ -134,6 +134,11 @@ struct ProbeReport: Encodable {
     var lifetimeSeconds: UInt32?
     var relay: Relay?
     var largestDatagram: Int?
+    /// RFC 5780 (when the server sends OTHER-ADDRESS): the NAT's behaviour between probe and server.
+    var otherAddress: String?
+    var natMapping: String?
+    var natFiltering: String?
+    var hairpinning: Bool?
 
     var passed: Bool { !checks.isEmpty && checks.allSatisfy(\.ok) }
 
@@ -167,17 +172,84 @@ struct ProbeRunner {
         let client = ProbeClient(c, username: "", password: "", timeoutMilliseconds: timeout)
         var rtts: [Double] = []
         var mapped: TransportAddress?
+        var other: TransportAddress?
         for _ in 0..<3 {
             let start = Date()
             guard let m = client.exchange(Message(type: MessageType(method: .binding, class: .request), transactionID: .random(), attributes: [])),
                   m.isSuccess, let a = m.xorMappedAddress else { continue }
             rtts.append(Self.ms(start))
             mapped = a
+            if case .otherAddress(let o)? = m.first(.otherAddress) { other = o }
         }
         guard let mapped, let best = rtts.min() else { return report.fail("binding", "no Binding response from \(server)") }
         report.mappedAddress = "\(mapped)"
         report.bindingRTTMs = best
         report.pass("binding", "mapped address \(mapped), RTT \(best) ms")
+        if let other, transport == .udp { natBehavior(&report, other: other) }
+    }
+
+    /// RFC 5780 section 4: from one local port, Binding requests to the server's addresses tell the
+    /// NAT's mapping behaviour (4.3: tests I-III), CHANGE-REQUEST tells its filtering (4.4), and a
+    /// request to our own mapped address tells hairpinning (4.5).
+    func natBehavior(_ report: inout ProbeReport, other: TransportAddress) {
+        report.otherAddress = "\(other)"
+        guard let socket = try? ClientSocket(unconnectedUDP: server.ip.family, timeoutMilliseconds: timeout) else {
+            return report.fail("nat behavior", "cannot open a UDP socket")
+        }
+        let wait = min(timeout, 700)
+        /// A Binding to `to` (with CHANGE-REQUEST flags); the response's XOR-MAPPED-ADDRESS, or nil.
+        func binding(to: TransportAddress, changeIP: Bool = false, changePort: Bool = false) -> TransportAddress? {
+            var attributes: [Attribute] = []
+            if changeIP || changePort { attributes.append(.changeRequest(changeIP: changeIP, changePort: changePort)) }
+            let request = Message(type: MessageType(method: .binding, class: .request), transactionID: .random(), attributes: attributes)
+            for _ in 0..<3 {
+                socket.send(request.encode(fingerprint: true), to: to)
+                let deadline = Date().addingTimeInterval(Double(wait) / 1000)
+                while deadline.timeIntervalSinceNow > 0,
+                      let got = socket.receiveFrom(milliseconds: max(1, Int(deadline.timeIntervalSinceNow * 1000))) {
+                    if let m = try? Message.decode(got.bytes), m.transactionID == request.transactionID, m.isSuccess { return m.xorMappedAddress }
+                }
+            }
+            return nil
+        }
+        guard let mapped1 = binding(to: server) else { return report.fail("nat behavior", "no answer to test I from \(server)") }
+        let local = socket.localAddress
+        let hostAddresses = Posix.interfaceAddresses()
+        let natted = !(local?.port == mapped1.port && hostAddresses.contains(mapped1.ip))
+        // Mapping (section 4.3).
+        var mapping = "endpoint-independent"
+        if natted {
+            let mapped2 = binding(to: TransportAddress(ip: other.ip, port: server.port))
+            if mapped2 == nil { return report.fail("nat behavior", "no answer to test II from \(other.ip):\(server.port)") }
+            if mapped2 != mapped1 {
+                let mapped3 = binding(to: other)
+                mapping = mapped3 == mapped2 ? "address-dependent" : "address-and-port-dependent"
+            }
+        }
+        // Filtering (section 4.4).
+        let filtering: String
+        if binding(to: server, changeIP: true, changePort: true) != nil {
+            filtering = "endpoint-independent"
+        } else if binding(to: server, changePort: true) != nil {
+            filtering = "address-dependent"
+        } else {
+            filtering = "address-and-port-dependent"
+        }
+        // Hairpinning (section 4.5): our own request comes back to us through the NAT.
+        let probe = Message(type: MessageType(method: .binding, class: .request), transactionID: .random(), attributes: [])
+        socket.send(probe.encode(fingerprint: true), to: mapped1)
+        var hairpin = false
+        let deadline = Date().addingTimeInterval(Double(wait) / 1000)
+        while !hairpin, deadline.timeIntervalSinceNow > 0,
+              let got = socket.receiveFrom(milliseconds: max(1, Int(deadline.timeIntervalSinceNow * 1000))) {
+            hairpin = (try? Message.decode(got.bytes))?.transactionID == probe.transactionID
+        }
+        report.natMapping = natted ? mapping : "no NAT"
+        report.natFiltering = filtering
+        report.hairpinning = hairpin
+        let kind = !natted ? "no NAT between the probe and the server"
+            : mapping == "endpoint-independent" ? "a cone NAT (endpoint-independent mapping)" : "a symmetric NAT (\(mapping) mapping)"
+        report.pass("nat behavior", "\(kind); filtering \(filtering); hairpinning \(hairpin ? "yes" : "no") (RFC 5780, other address \(other))")
     }
 
     /// The TURN checks, with two allocations of `username`.

@@ -104,7 +104,7 @@ final class ServerRunner: @unchecked Sendable {
         for sig in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&unblock, sig) }
         pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
         let workerCount = settings.workers ?? max(1, ProcessInfo.processInfo.activeProcessorCount)
-        let specs = settings.listeners
+        let specs = settings.listeners + settings.natBehaviorListeners
         if specs.contains(where: { $0.transport == .tls }), let cert = settings.tls.certificate, let key = settings.tls.privateKey {
             do {
                 tlsHolder = TLSContextHolder(try TLSServerContext(certificateChainPath: cert, privateKeyPath: key),
@@ -266,7 +266,7 @@ final class ServerRunner: @unchecked Sendable {
             if dtlsEnabled { newDTLS = try TLSServerContext.dtls(certificateChainPath: cert, privateKeyPath: key) }
         }
         // 2. Listeners: all new ones are bound before any old one is closed; a failure changes nothing.
-        let change = try server.reconcileListeners(fresh.listeners)
+        let change = try server.reconcileListeners(fresh.listeners + settings.natBehaviorListeners)
         for b in change.added { logger.info("reload: listener added", metadata: ["listener": "\(b)"]) }
         for b in change.removed { logger.info("reload: listener removed", metadata: ["listener": "\(b)"]) }
         // 3. What cannot fail.
@@ -282,6 +282,7 @@ final class ServerRunner: @unchecked Sendable {
             ("workers", fresh.workers != settings.workers), ("relay", fresh.relay != settings.relay),
             ("admin", fresh.admin != settings.admin), ("log", fresh.log != settings.log),
             ("software", fresh.software != settings.software), ("io", fresh.io != settings.io),
+            ("natBehavior", fresh.natBehavior != settings.natBehavior),
         ]
         for (key, changed) in restartOnly where changed {
             logger.warning("reload: \(key) changed; it takes effect at the next restart", metadata: ["key": "\(key)"])

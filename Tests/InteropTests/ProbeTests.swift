@@ -51,6 +51,26 @@ struct ProbeTests {
         }
     }
 
+    @Test("RFC 5780: against tern serve with natBehavior on 127.0.0.1 and 127.0.0.2, the probe reports no NAT, endpoint-independent filtering and hairpinning")
+    func natBehavior() throws {
+        let p1 = HeavyInteropTests.TurnClientInteropTests.freeUDPPort()
+        var p2 = HeavyInteropTests.TurnClientInteropTests.freeUDPPort()
+        if p2 == p1 { p2 = p1 &+ 1 }
+        let tern = try TernProcess(config: """
+        {"listeners": [{"transport": "udp", "address": "127.0.0.1", "port": \(p1)}],
+         "natBehavior": {"otherAddress": "127.0.0.2", "otherPort": \(p2)}}
+        """)
+        defer { _ = tern.terminate() }
+        #expect(tern.waitForLog("tern listening"), "\(tern.stderr)")
+        #expect(tern.boundListeners().count == 4, "the three other addresses are bound: \(tern.stderr)")
+        let r = try Self.probe(["stun:127.0.0.1:\(p1)"])
+        #expect(r.status == 0, "\(r.output)")
+        #expect(r.report?["otherAddress"] as? String == "127.0.0.2:\(p2)")
+        #expect(r.report?["natMapping"] as? String == "no NAT")
+        #expect(r.report?["natFiltering"] as? String == "endpoint-independent")
+        #expect(r.report?["hairpinning"] as? Bool == true)
+    }
+
     @Test("Against coturn's turnserver: every check passes over UDP and TCP", .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/turnserver")))
     func againstCoturn() throws {
         let port = HeavyInteropTests.TurnClientInteropTests.freeUDPPort()

@@ -367,3 +367,48 @@ struct SecondSecurityPassTests {
         #expect(reply.xorMappedAddress == stream.localAddress)
     }
 }
+
+/// RFC 5780 over real sockets: the four addresses on 127.0.0.1 and 127.0.0.2.
+@Suite("RFC 5780 NAT behaviour discovery over loopback", .serialized)
+struct NatBehaviorSocketTests {
+    @Test("CHANGE-REQUEST answers come from the other address and port; RESPONSE-PORT answers go to another port")
+    func changeRequestOnTheWire() throws {
+        // Two free UDP ports on both loopback addresses: bind and release (another test may race, rarely).
+        let p1 = try TestPeer(ip: .loopbackV4), p2 = try TestPeer(ip: .loopbackV4)
+        let port1 = p1.address.port, port2 = p2.address.port
+        p1.close(); p2.close()
+        let nat = NatBehaviorAddresses(primary: TransportAddress(ip: .loopbackV4, port: port1),
+                                       other: TransportAddress(ip: IPAddress("127.0.0.2")!, port: port2))
+        var logger = Logger(label: "tern.test")
+        logger.logLevel = .warning
+        let server = Server(listeners: nat.all.map { ListenerConfig(transport: .udp, address: $0.ip, port: $0.port) }, workerCount: 2,
+                            handlerConfiguration: HandlerConfiguration(natBehavior: nat), logger: logger)
+        try server.start()
+        defer { server.stop() }
+        let client = try TestPeer(ip: .loopbackV4)
+        defer { client.close() }
+        func ask(_ attributes: [Attribute]) -> (from: TransportAddress, message: Message)? {
+            let request = Message(type: MessageType(method: .binding, class: .request), transactionID: .random(), attributes: attributes)
+            client.send(request.encode(), to: nat.primary)
+            guard let got = client.receive(), let m = try? Message.decode(got.data), m.transactionID == request.transactionID else { return nil }
+            return (got.from, m)
+        }
+        let plain = try #require(ask([]))
+        #expect(plain.from == nat.primary)
+        #expect(plain.message.first(.otherAddress) == .otherAddress(nat.other))
+        let both = try #require(ask([.changeRequest(changeIP: true, changePort: true)]))
+        #expect(both.from == nat.other)
+        #expect(both.message.first(.responseOrigin) == .responseOrigin(nat.other))
+        let portOnly = try #require(ask([.changeRequest(changeIP: false, changePort: true)]))
+        #expect(portOnly.from == TransportAddress(ip: .loopbackV4, port: port2))
+        // RESPONSE-PORT: the answer goes to another socket of the client's host.
+        let other = try TestPeer(ip: .loopbackV4)
+        defer { other.close() }
+        let request = Message(type: MessageType(method: .binding, class: .request), transactionID: .random(),
+                              attributes: [.unknown(type: AttributeType(rawValue: 0x0027), value: [UInt8(other.address.port >> 8), UInt8(other.address.port & 0xFF), 0, 0])])
+        client.send(request.encode(), to: nat.primary)
+        let redirected = try #require(other.receive())
+        #expect((try? Message.decode(redirected.data))?.transactionID == request.transactionID)
+        #expect(redirected.from == nat.primary)
+    }
+}

@@ -3,7 +3,7 @@ import Logging
 import STUN
 
 extension TernConfig {
-    static let topLevelKeys = ["realm", "software", "workers", "listeners", "relay", "auth", "peers", "admin", "log", "limits", "tls", "drain", "io", "publicURLs"]
+    static let topLevelKeys = ["realm", "software", "workers", "listeners", "relay", "auth", "peers", "admin", "log", "limits", "tls", "drain", "io", "publicURLs", "natBehavior"]
     static let tlsKeys = ["certificate", "privateKey", "handshakeTimeout"]
     static let limitsKeys = ["defaultLifetime", "maxLifetime", "allocationsPerUser", "allocationsPerIP", "allocationsTotal",
                               "allocationRatePerIP", "permissionsPerAllocation", "channelsPerAllocation",
@@ -85,6 +85,7 @@ extension TernConfig {
         if let n = obj["admin"] { config.admin = try parseAdmin(n) }
         if let n = obj["log"] { config.log = try parseLog(n) }
         if let n = obj.nonNull("publicURLs") { config.publicURLs = try parsePublicURLs(n) }
+        if let n = obj.nonNull("natBehavior") { config.natBehavior = try parseNatBehavior(n, listeners: config.listeners) }
         if let n = obj["limits"] { config.limits = try parseLimits(n) }
         if let n = obj["tls"] { config.tls = try parseTLS(n) }
         if let n = obj["drain"] { config.drain = try parseDrain(n) }
@@ -198,6 +199,28 @@ extension TernConfig {
             }
         }
         return auth
+    }
+
+    /// `natBehavior`: `{"otherAddress": "IP", "otherPort": N}` or null (RFC 5780 section 4.1: two
+    /// addresses and two ports). Needs a `udp` listener of the same family on a concrete address and
+    /// port (the primary), and an address and port that differ from it.
+    static func parseNatBehavior(_ n: JSONNode, listeners: [ListenerConfig]) throws(ConfigError) -> NatBehaviorConfig {
+        let obj = try n.object(known: ["otherAddress", "otherPort"])
+        guard let a = obj["otherAddress"] else { throw n.error("needs otherAddress (the second IP address) and otherPort") }
+        guard let text = a.value as? String, let ip = IPAddress(text), !ip.isUnspecified else {
+            throw a.mismatch("a concrete IP address such as \"192.0.2.2\"")
+        }
+        guard let p = obj["otherPort"] else { throw n.error("needs otherPort (the second port)") }
+        let port = UInt16(try p.integer(in: 1...65535))
+        guard let primary = listeners.first(where: { $0.transport == .udp && $0.address.family == ip.family }) else {
+            throw n.error("needs a udp listener of the same address family as otherAddress (the primary address)")
+        }
+        guard !primary.address.isUnspecified, primary.port != 0 else {
+            throw n.error("the first udp listener of that family (\(primary)) must have a concrete address and port: it is RFC 5780's primary address")
+        }
+        guard ip != primary.address else { throw a.error("must differ from the primary address \(primary.address)") }
+        guard port != primary.port else { throw p.error("must differ from the primary port \(primary.port)") }
+        return NatBehaviorConfig(otherAddress: ip, otherPort: port)
     }
 
     /// `publicURLs`: a non-empty array of STUN/TURN URI strings (RFC 7064, RFC 7065), or null.

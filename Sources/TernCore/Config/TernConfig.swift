@@ -24,6 +24,8 @@ public struct TernConfig: Sendable, Equatable {
     /// `POST /credentials`, the dashboard and the self-test; nil derives them from the listeners
     /// (`derivedPublicURLs`).
     public var publicURLs: [TurnURI]?
+    /// RFC 5780 NAT behaviour discovery; nil (the default) leaves it off.
+    public var natBehavior: NatBehaviorConfig?
 
     public static let defaultRealm = "tern"
 

@@ -36,4 +36,7 @@ public enum HandlerResult: Equatable, Sendable {
     /// RFC 6062 section 5.4: send the first `n` bytes (the ConnectionBind success response), then the
     /// stream becomes a raw data connection joined to peer connection `connection`.
     case bindDataConnection(reply: Int, connection: UInt32, owner: Int)
+    /// RFC 5780: send the first `n` bytes from `source` (one of the server's four NAT-behaviour
+    /// addresses, as CHANGE-REQUEST asked) to `destination` (the client, at RESPONSE-PORT if given).
+    case replyFrom(Int, source: TransportAddress, destination: TransportAddress)
 }

@@ -8,17 +8,22 @@ public struct HandlerConfiguration: Sendable {
     public var turn: TurnContext?
     /// Per-source budgets for every answer that is not authenticated, shared by all workers.
     public var throttle: ReplyThrottle
+    /// RFC 5780 NAT behaviour discovery (nil: off, CHANGE-REQUEST gets 420).
+    public var natBehavior: NatBehaviorAddresses?
 
     /// `throttle` defaults to one with the rates of `turn`'s limits (or the config's defaults).
-    public init(software: String? = nil, turn: TurnContext? = nil, throttle: ReplyThrottle? = nil) {
+    public init(software: String? = nil, turn: TurnContext? = nil, throttle: ReplyThrottle? = nil,
+                natBehavior: NatBehaviorAddresses? = nil) {
         self.software = software.map { Array($0.utf8.prefix(763)) }
         self.turn = turn
         self.throttle = throttle ?? ReplyThrottle(limits: turn?.settings.limits ?? LimitsConfig())
+        self.natBehavior = natBehavior
     }
 
-    /// From the config (`software`, `limits`) and the TURN context built from it (nil: TURN off).
+    /// From the config (`software`, `limits`, `natBehavior`) and the TURN context built from it (nil: TURN off).
     public init(config: TernConfig, turn: TurnContext?) {
-        self.init(software: config.software, turn: turn, throttle: ReplyThrottle(limits: config.limits))
+        self.init(software: config.software, turn: turn, throttle: ReplyThrottle(limits: config.limits),
+                  natBehavior: config.natBehaviorAddresses)
     }
 }
 
@@ -131,6 +136,9 @@ public final class RequestHandler {
                 stats.droppedBindingRate &+= 1
                 return .noReply
             }
+            if let nat = configuration.natBehavior, context.transport == .udp, nat.contains(context.local) {
+                return handleNatBehaviorBinding(reader, nat: nat, context: context, response: response)
+            }
             return handleBinding(reader, context: context, response: response)
         case .allocate, .refresh, .createPermission, .channelBind, .connect, .connectionBind:
             if let turn {
@@ -175,6 +183,15 @@ public final class RequestHandler {
         type.isKnown && type != .changeRequest
     }
 
+    /// RESPONSE-PORT (RFC 5780 section 7.5), comprehension-required; the codec has no typed case.
+    static let responsePort = AttributeType(rawValue: 0x0027)
+
+    /// With RFC 5780 on: CHANGE-REQUEST and RESPONSE-PORT are understood too.
+    @inline(__always)
+    static func understandsWithNatBehavior(_ type: AttributeType) -> Bool {
+        type.isKnown || type == responsePort
+    }
+
     private func handleBinding(_ reader: MessageReader, context: PacketContext,
                                response: UnsafeMutableRawBufferPointer) -> HandlerResult {
         do {
@@ -197,14 +214,15 @@ public final class RequestHandler {
     /// scan quadratically, nor answer with more than a few hundred bytes (no amplification).
     func rejectUnknownAttributes(_ reader: MessageReader,
                                  response: UnsafeMutableRawBufferPointer) -> HandlerResult? {
-        guard reader.firstUnknownComprehensionRequired(isKnown: Self.understands) != nil else { return nil }
+        let known: (AttributeType) -> Bool = configuration.natBehavior == nil ? Self.understands : Self.understandsWithNatBehavior
+        guard reader.firstUnknownComprehensionRequired(isKnown: known) != nil else { return nil }
         stats.unknownAttributeErrors &+= 1
         do {
             var w = try MessageWriter(buffer: response,
                                       type: MessageType(method: reader.type.method, class: .errorResponse),
                                       transactionID: reader.transactionID)
             try w.appendErrorCode(code: 420, reason: "Unknown Attribute")
-            try w.appendUnknownAttributes(from: reader, limit: 64, isKnown: Self.understands)
+            try w.appendUnknownAttributes(from: reader, limit: 64, isKnown: known)
             try appendTrailer(&w, request: reader)
             return .reply(w.count)
         } catch {

@@ -110,6 +110,23 @@ public final class Worker: @unchecked Sendable {
         timer.activate()
     }
 
+    /// RFC 5780: a reply from another of this worker's UDP sockets (CHANGE-REQUEST) or to another
+    /// port (RESPONSE-PORT). Dropped and counted when no socket is bound to `source`.
+    func send(_ bytes: UnsafeRawBufferPointer, from source: TransportAddress, to destination: TransportAddress) {
+        guard let endpoint = udpEndpoints.first(where: { $0.bound == source && !$0.closed }) else {
+            stats.sendDropped &+= 1
+            return
+        }
+        let address = TernSocketAddress(destination)
+        let ok = address.withSockAddr { sa, len in Posix.sendto(endpoint.socket.fd, bytes, to: sa, length: len) }
+        if ok {
+            stats.datagramsSent &+= 1
+            stats.bytesSent &+= UInt64(bytes.count)
+        } else {
+            stats.sendDropped &+= 1
+        }
+    }
+
     /// Whether one more TLS/DTLS handshake from `client` may start: within the server-wide
     /// `handshakesInFlight` and within its source's share of them (`handshakesPerIP`). A handshake
     /// costs a key exchange, and a connection that never sends a ClientHello holds its slot until the

@@ -76,7 +76,45 @@ public final class ClientSocket {
 
     deinit { Posix.close(fd) }
 
+    /// An unconnected UDP socket of `family` on an ephemeral port (RFC 5780 tests send from one
+    /// local port to several server addresses).
+    public init(unconnectedUDP family: AddressFamily, timeoutMilliseconds: Int = 2000) throws(SystemError) {
+        fd = try Posix.socket(domain: family == .ipv6 ? AF_INET6 : AF_INET, type: Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
+        isStream = false
+        self.timeoutMilliseconds = timeoutMilliseconds
+        do throws(SystemError) {
+            try Posix.setNonBlocking(fd)
+            try Posix.bind(fd, TernSocketAddress(TransportAddress(ip: family == .ipv6 ? .anyV6 : .anyV4, port: 0)))
+        } catch {
+            Posix.close(fd)
+            throw error
+        }
+    }
+
     public var localAddress: TransportAddress? { (try? Posix.localAddress(fd))?.transportAddress }
+
+    /// One datagram to `destination` (unconnected UDP).
+    @discardableResult
+    public func send(_ bytes: [UInt8], to destination: TransportAddress) -> Bool {
+        bytes.withUnsafeBytes { b in
+            TernSocketAddress(destination).withSockAddr { sa, len in Posix.sendto(fd, b, to: sa, length: len) }
+        }
+    }
+
+    /// The next datagram and who sent it, within `milliseconds`.
+    public func receiveFrom(milliseconds: Int) -> (from: TransportAddress, bytes: [UInt8])? {
+        guard (try? Posix.wait(fd, milliseconds: milliseconds)) == true else { return nil }
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let n = buffer.withUnsafeMutableBytes { b in
+            withUnsafeMutablePointer(to: &storage) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.recvfrom(fd, b.baseAddress, b.count, 0, $0, &length) }
+            }
+        }
+        guard n >= 0 else { return nil }
+        return (withUnsafePointer(to: &storage) { TernSocketAddress.transportAddress($0) }, Array(buffer[0..<n]))
+    }
 
     /// Sends all of `bytes` (a stream may take several writes), bounded by the timeout.
     @discardableResult

@@ -40,7 +40,7 @@ extension StreamConnection {
                 worker.endUnallocated(&unallocated)
             }
             switch result {
-            case .reply(let n):
+            case .reply(let n), .replyFrom(let n, _, _):  // RFC 5780 redirection is UDP only
                 send(UnsafeRawBufferPointer(rebasing: worker.streamResponse[0..<n]))
             case .noReply:
                 break

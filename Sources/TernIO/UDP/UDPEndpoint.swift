@@ -73,7 +73,9 @@ final class UDPEndpoint {
             }
             let context = PacketContext(client: client, local: local, transport: .udp, socket: index)
             let result = handler.handle(packet, context: context, response: batch.sendSlot(replies))
-            if case .reply(let length) = result, length > 0, length <= batch.slotSize {
+            if case .replyFrom(let length, let source, let destination) = result, length > 0, length <= batch.slotSize {
+                worker.send(UnsafeRawBufferPointer(rebasing: batch.sendSlot(replies)[0..<length]), from: source, to: destination)
+            } else if case .reply(let length) = result, length > 0, length <= batch.slotSize {
                 batch.prepareSend(replies, replyingTo: i, length: length,
                                   source: haveLocal ? UnsafePointer(localScratch) : nil)
                 replies &+= 1
