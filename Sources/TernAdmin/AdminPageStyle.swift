@@ -1,6 +1,31 @@
 /// The style sheet the admin endpoint's pages share (dashboard and self-test): inlined in each page,
 /// since a TURN host is often firewalled and nothing may come from a CDN.
 enum AdminPageStyle {
+    /// `<head>` with the shared style sheet.
+    static func head(title: String) -> String {
+        """
+        <head>
+        <meta charset="utf-8">
+        <meta name="viewport" content="width=device-width, initial-scale=1">
+        <title>\(title)</title>
+        <style>
+        \(css)</style>
+        </head>
+        """
+    }
+
+    /// The token form: shown when the admin endpoint answers 401; the token goes to sessionStorage.
+    static func loginForm(button: String) -> String {
+        """
+        <div id="login"><form id="loginForm">
+          <h2 style="margin-top:0">Admin token</h2>
+          <p class="sub">This endpoint has <code>admin.token</code> set. The token is kept in this tab only (sessionStorage).</p>
+          <input id="token" type="password" autocomplete="off" placeholder="Bearer token">
+          <button type="submit">\(button)</button>
+        </form></div>
+        """
+    }
+
     static let css = #"""
   :root {
     --bg: #0f1218; --panel: #171b23; --panel-border: #262c38; --text: #e6e9ef; --muted: #8b93a7;

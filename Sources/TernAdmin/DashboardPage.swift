@@ -8,13 +8,7 @@ enum DashboardPage {
     static let html = #"""
 <!doctype html>
 <html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Tern dashboard</title>
-<style>
-\#(AdminPageStyle.css)</style>
-</head>
+\#(AdminPageStyle.head(title: "Tern dashboard"))
 <body>
 <header>
   <div class="logo">T</div>
@@ -57,12 +51,7 @@ enum DashboardPage {
       <tbody id="workers"></tbody></table></section>
 </main>
 <footer>Polling <code>/stats</code> every 2 s · <span id="error"></span></footer>
-<div id="login"><form id="loginForm">
-  <h2 style="margin-top:0">Admin token</h2>
-  <p class="sub">This endpoint has <code>admin.token</code> set. The token is kept in this tab only (sessionStorage).</p>
-  <input id="token" type="password" autocomplete="off" placeholder="Bearer token">
-  <button type="submit">Open dashboard</button>
-</form></div>
+\#(AdminPageStyle.loginForm(button: "Open dashboard"))
 <script>
 "use strict";
 const history = [];          // {t, pps, bps}

@@ -14,13 +14,7 @@ enum SelfTestPage {
     static let html = #"""
 <!doctype html>
 <html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Tern self-test</title>
-<style>
-\#(AdminPageStyle.css)</style>
-</head>
+\#(AdminPageStyle.head(title: "Tern self-test"))
 <body>
 <header>
   <div class="logo">T</div>
@@ -48,12 +42,7 @@ enum SelfTestPage {
 </main>
 <footer id="error"></footer>
 <canvas id="pattern" width="640" height="480" style="display:none"></canvas>
-<div id="login"><form id="loginForm">
-  <h2 style="margin-top:0">Admin token</h2>
-  <p class="sub">This endpoint has <code>admin.token</code> set. The token is kept in this tab only (sessionStorage).</p>
-  <input id="token" type="password" autocomplete="off" placeholder="Bearer token">
-  <button type="submit">Run the self-test</button>
-</form></div>
+\#(AdminPageStyle.loginForm(button: "Run the self-test"))
 <script>
 "use strict";
 const $ = (id) => document.getElementById(id);

@@ -90,20 +90,12 @@ enum BrowserHarness {
         ]
     }
 
-    /// Runs the relay page once with `iceServers` (a JSON array literal for RTCConfiguration.iceServers,
-    /// both peers relay-only) and returns what it measured. Starts chromedriver and Chromium, and
-    /// ends both, every time. Throws only when the browser machinery itself fails; a call that does
-    /// not connect comes back as a result with `error` set.
-    ///
-    /// With `expectConnection` false the page returns soon after the first icecandidateerror or
-    /// once both peers finished gathering, instead of waiting for a connection.
-    /// `home`: a HOME for chromedriver and Chromium (Chromium on Linux reads the NSS certificate
-    /// database from `$HOME/.pki/nssdb`, which is how a test makes it trust a `turns:` certificate).
     /// Runs `body` with a fresh Chromium session (chromedriver and the browser end afterwards).
     static func withSession<T>(home: String? = nil, _ body: (WebDriverSession) throws -> T) throws -> T {
         guard let browser = browserPath, let driver = driverPath else {
             throw BrowserHarnessError("chromium or chromedriver not installed")
         }
+        // The port is picked by binding and releasing it, so another process may take it first: retry.
         var attempt = 0
         let chrome: ChromeDriver
         while true {
@@ -121,12 +113,18 @@ enum BrowserHarness {
         return try body(session)
     }
 
+    /// Runs the relay page once with `iceServers` (a JSON array literal for RTCConfiguration.iceServers,
+    /// both peers relay-only) and returns what it measured. Starts chromedriver and Chromium, and
+    /// ends both, every time. Throws only when the browser machinery itself fails; a call that does
+    /// not connect comes back as a result with `error` set.
+    ///
+    /// With `expectConnection` false the page returns soon after the first icecandidateerror or
+    /// once both peers finished gathering, instead of waiting for a connection.
+    /// `home`: a HOME for chromedriver and Chromium (Chromium on Linux reads the NSS certificate
+    /// database from `$HOME/.pki/nssdb`, which is how a test makes it trust a `turns:` certificate).
     static func runRelayTest(iceServers: String, timeout: TimeInterval = 30, expectConnection: Bool = true,
                              messages: Int = 50, minFramesDecoded: Int = 30, video: Bool = true,
                              home: String? = nil) throws -> BrowserRelayResult {
-        guard let browser = browserPath, let driver = driverPath else {
-            throw BrowserHarnessError("chromium or chromedriver not installed")
-        }
         guard let data = iceServers.data(using: .utf8),
               (try? JSONSerialization.jsonObject(with: data)) is [Any] else {
             throw BrowserHarnessError("iceServers is not a JSON array: \(iceServers)")
@@ -138,46 +136,32 @@ enum BrowserHarness {
         }
         let server = try BrowserPage.Server()
         defer { server.stop(); mark("page server stopped") }
-        // The port is picked by binding and releasing it, so another process may take it first: retry.
-        var attempt = 0
-        let chrome: ChromeDriver
-        while true {
-            do {
-                chrome = try ChromeDriver(path: driver, home: home)
-                break
-            } catch {
-                attempt += 1
-                if attempt >= 3 { throw error }
-            }
-        }
-        defer { chrome.stop(); mark("chromedriver stopped") }
-        mark("chromedriver ready")
-        let session = try chrome.newSession(browser: browser)
-        defer { session.delete(); mark("session deleted") }
-        mark("session created")
+        return try withSession(home: home) { session in
+            mark("session created")
 
-        try session.navigate(server.url)
-        let start: [String: Any] = [
-            "iceServers": iceServers, "messages": messages, "minFrames": minFramesDecoded,
-            "video": video, "expectConnection": expectConnection,
-        ]
-        let started = try session.execute("return typeof window.ternStart === 'function' && window.ternStart(arguments[0]);", [start])
-        guard started as? Bool == true else { throw BrowserHarnessError("the test page did not start: \(String(describing: started))") }
+            try session.navigate(server.url)
+            let start: [String: Any] = [
+                "iceServers": iceServers, "messages": messages, "minFrames": minFramesDecoded,
+                "video": video, "expectConnection": expectConnection,
+            ]
+            let started = try session.execute("return typeof window.ternStart === 'function' && window.ternStart(arguments[0]);", [start])
+            guard started as? Bool == true else { throw BrowserHarnessError("the test page did not start: \(String(describing: started))") }
 
-        let deadline = Date().addingTimeInterval(timeout)
-        var last: [String: Any] = [:]
-        while true {
-            if let r = try session.execute("return window.ternResult;", []) as? [String: Any] {
-                last = r
-                if r["done"] as? Bool == true {
-                    mark("page done")
-                    return parse(r, timedOut: nil)
+            let deadline = Date().addingTimeInterval(timeout)
+            var last: [String: Any] = [:]
+            while true {
+                if let r = try session.execute("return window.ternResult;", []) as? [String: Any] {
+                    last = r
+                    if r["done"] as? Bool == true {
+                        mark("page done")
+                        return parse(r, timedOut: nil)
+                    }
                 }
+                if Date() >= deadline { break }
+                Thread.sleep(forTimeInterval: 0.2)
             }
-            if Date() >= deadline { break }
-            Thread.sleep(forTimeInterval: 0.2)
+            return parse(last, timedOut: timeout)
         }
-        return parse(last, timedOut: timeout)
     }
 
     private static func parse(_ r: [String: Any], timedOut: TimeInterval?) -> BrowserRelayResult {

@@ -70,23 +70,22 @@ final class TernProcess {
         return stdoutText
     }
 
-    /// Waits (bounded) until standard output contains `text`.
-    func waitForOutput(_ text: String, timeout: TimeInterval = 20) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if stdout.contains(text) { return true }
-            if !process.isRunning { return stdout.contains(text) }
-            Thread.sleep(forTimeInterval: 0.02)
-        }
-        return false
-    }
 
     /// Waits (bounded) until stderr contains `text`.
     func waitForLog(_ text: String, timeout: TimeInterval = 20) -> Bool {
+        wait(until: { self.stderr.contains(text) }, timeout: timeout)
+    }
+
+    /// Waits (bounded) until standard output contains `text`.
+    func waitForOutput(_ text: String, timeout: TimeInterval = 20) -> Bool {
+        wait(until: { self.stdout.contains(text) }, timeout: timeout)
+    }
+
+    private func wait(until condition: () -> Bool, timeout: TimeInterval) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            if stderr.contains(text) { return true }
-            if !process.isRunning { return stderr.contains(text) }
+            if condition() { return true }
+            if !process.isRunning { return condition() }
             Thread.sleep(forTimeInterval: 0.02)
         }
         return false
