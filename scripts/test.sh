@@ -8,7 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 start=$SECONDS
 trap 'echo "test.sh: finished in $((SECONDS - start))s"' EXIT
 
-packages=(libssl-dev libsystemd-dev pkg-config coturn chromium chromium-driver libnss3-tools systemd)
+packages=(libssl-dev libsystemd-dev pkg-config coturn chromium chromium-driver libnss3-tools systemd nftables iproute2)
 
 missing=()
 for p in "${packages[@]}"; do
