@@ -65,4 +65,9 @@ static inline void tern_ssl_ctx_disable_resumption(SSL_CTX *ctx) {
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 }
 
+/* SNI for a client (SSL_set_tlsext_host_name is a macro over SSL_ctrl). */
+static inline long tern_ssl_set_sni(SSL *ssl, const char *name) {
+    return SSL_set_tlsext_host_name(ssl, name);
+}
+
 #endif

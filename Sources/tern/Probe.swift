@@ -46,6 +46,12 @@ struct Probe: ParsableCommand {
     @Flag(help: "Print the report as JSON.")
     var json = false
 
+    @Option(help: ArgumentHelp("turns:/stuns: trust the certificates in this PEM file instead of the system's.", valueName: "file"))
+    var ca: String?
+
+    @Flag(help: "turns:/stuns: accept any certificate (a test server's self-signed one).")
+    var insecure = false
+
     /// Usage errors exit 2 (the issue's contract; ArgumentParser's own would be 64).
     func validate() throws {
         func usage(_ message: String) -> ExitCode {
@@ -54,11 +60,11 @@ struct Probe: ParsableCommand {
         }
         let uri: TurnURI
         do { uri = try TurnURI(parsing: url) } catch { throw usage("\"\(url)\" is not a STUN/TURN URI: \(error)") }
-        if uri.scheme == .stuns || uri.scheme == .turns {
-            throw usage("\(uri.scheme.rawValue): (TLS and DTLS) is not probed yet; probe the server's turn: or stun: URL")
+        if uri.scheme == .turns, uri.transport == "udp" {
+            throw usage("turns: over DTLS (?transport=udp) is not probed yet; probe turns: over TLS (?transport=tcp) or the turn: URL")
         }
         if let t = uri.transport, t != "udp", t != "tcp" { throw usage("transport \(t) is not supported (udp or tcp)") }
-        if uri.scheme == .turn {
+        if uri.scheme == .turn || uri.scheme == .turns {
             let haveStatic = user != nil && password != nil
             guard haveStatic != (secret != nil) else { throw usage("a turn: URL needs --user and --password, or --secret") }
         }
@@ -69,17 +75,22 @@ struct Probe: ParsableCommand {
     func run() throws {
         let uri = try TurnURI(parsing: url)
         var report = ProbeReport(url: uri.description)
-        let transport: ClientTransport = uri.transport == "tcp" ? .tcp : .udp
+        let secure = uri.scheme == .turns || uri.scheme == .stuns
+        let transport: ClientTransport = secure ? .tls : uri.transport == "tcp" ? .tcp : .udp
         report.transport = transport.description
         guard let ip = Posix.resolve(uri.host).first else {
             report.fail("resolve", "\(uri.host) does not resolve")
             finish(report)
         }
-        let server = TransportAddress(ip: ip, port: uri.port ?? 3478)
+        let server = TransportAddress(ip: ip, port: uri.port ?? (secure ? 5349 : 3478))
         report.server = "\(server)"
-        let runner = ProbeRunner(server: server, transport: transport, timeout: timeout, count: count)
+        var host = uri.host
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        let tls = secure ? ProbeConnection.TLSOptions(serverName: host, caFile: ca, verify: !insecure) : nil
+        let runner = ProbeRunner(server: server, transport: transport, timeout: timeout, count: count, tls: tls)
+        if tls != nil && !runner.tlsHandshake(&report) { finish(report) }
         runner.binding(&report)
-        if uri.scheme == .turn {
+        if uri.scheme == .turn || uri.scheme == .turns {
             let (username, password) = credentials()
             runner.turn(&report, username: username, password: password)
         }
@@ -159,9 +170,23 @@ struct ProbeRunner {
     let transport: ClientTransport
     let timeout: Int
     let count: Int
+    var tls: ProbeConnection.TLSOptions? = nil
 
     func connect() -> ProbeConnection? {
-        try? ProbeConnection(transport, to: server, timeoutMilliseconds: timeout)
+        try? ProbeConnection(transport, to: server, timeoutMilliseconds: timeout, tls: tls)
+    }
+
+    /// `turns:`/`stuns:`: the TLS handshake on its own, so that a certificate problem is named.
+    func tlsHandshake(_ report: inout ProbeReport) -> Bool {
+        do {
+            let c = try ProbeConnection(transport, to: server, timeoutMilliseconds: timeout, tls: tls)
+            let alpn = c.tls?.alpn.map { ", ALPN \($0)" } ?? ""
+            report.pass("tls", "\(c.tls?.version ?? "TLS") handshake\(alpn)\(tls?.verify == false ? " (certificate not checked)" : ", certificate trusted")")
+            return true
+        } catch {
+            report.fail("tls", "\(error)")
+            return false
+        }
     }
 
     static func ms(_ since: Date) -> Double { (Date().timeIntervalSince(since) * 10_000).rounded() / 10 }

@@ -9,15 +9,53 @@ final class ProbeConnection {
     let socket: ClientSocket
     let server: TransportAddress
     private var buffered: [UInt8] = []
+    /// TLS over the TCP connection (`turns:`/`stuns:`), after its handshake.
+    let tls: TLSClientSession?
 
-    init(_ transport: ClientTransport, to server: TransportAddress, timeoutMilliseconds: Int) throws {
+    /// How a `turns:`/`stuns:` connection checks the server's certificate.
+    struct TLSOptions {
+        var serverName: String
+        var caFile: String?
+        var verify: Bool
+    }
+
+    init(_ transport: ClientTransport, to server: TransportAddress, timeoutMilliseconds: Int, tls options: TLSOptions? = nil) throws {
         self.server = server
-        socket = try ClientSocket(transport == .tcp ? .tcp : .udp, to: server, timeoutMilliseconds: timeoutMilliseconds)
+        socket = try ClientSocket(transport == .udp ? .udp : .tcp, to: server, timeoutMilliseconds: timeoutMilliseconds)
+        guard let options else { tls = nil; return }
+        let session = try TLSClientSession(serverName: options.serverName, caFile: options.caFile, verify: options.verify)
+        let deadline = Date().addingTimeInterval(Double(timeoutMilliseconds) / 1000)
+        while try !session.handshake() {
+            let out = session.takeOutput()
+            if !out.isEmpty { _ = socket.send(out) }
+            let left = Int(deadline.timeIntervalSinceNow * 1000)
+            guard left > 0, let more = socket.receive(milliseconds: left), !more.isEmpty else {
+                throw TLSError(.handshakeFailed, "no TLS handshake from \(server) within \(timeoutMilliseconds) ms")
+            }
+            session.feed(more)
+        }
+        let out = session.takeOutput()
+        if !out.isEmpty { _ = socket.send(out) }
+        tls = session
     }
 
     var isStream: Bool { socket.isStream }
 
-    func send(_ bytes: [UInt8]) -> Bool { socket.send(bytes) }
+    func send(_ bytes: [UInt8]) -> Bool {
+        guard let tls else { return socket.send(bytes) }
+        tls.write(bytes)
+        return socket.send(tls.takeOutput())
+    }
+
+    /// One read from the socket, decrypted when TLS is on.
+    private func readMore(milliseconds: Int) -> [UInt8]? {
+        guard let more = socket.receive(milliseconds: milliseconds), !more.isEmpty else { return nil }
+        guard let tls else { return more }
+        tls.feed(more)
+        let reply = tls.takeOutput()  // session tickets and key updates need no answer, but alerts might
+        if !reply.isEmpty { _ = socket.send(reply) }
+        return tls.read()
+    }
 
     /// The next datagram, or the next whole frame of the stream, within `milliseconds`.
     func receive(milliseconds: Int) -> [UInt8]? {
@@ -39,7 +77,7 @@ final class ProbeConnection {
                 break
             }
             let left = Int(deadline.timeIntervalSinceNow * 1000)
-            guard left > 0, let more = socket.receive(milliseconds: left), !more.isEmpty else { return nil }
+            guard left > 0, let more = readMore(milliseconds: left) else { return nil }
             buffered += more
         }
     }

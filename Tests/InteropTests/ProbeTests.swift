@@ -71,6 +71,41 @@ struct ProbeTests {
         #expect(r.report?["hairpinning"] as? Bool == true)
     }
 
+    @Test("turns: (TLS): against tern serve and coturn with a certificate trusted through --ca; an untrusted one fails the tls check")
+    func overTLS() throws {
+        let cert = HeavyInteropTests.TurnClientInteropTests.certificate
+        let tern = try TernProcess(config: """
+        {"listeners": [{"transport": "tls", "address": "127.0.0.1", "port": 0}],
+         "tls": {"certificate": "\(cert.cert)", "privateKey": "\(cert.key)"}, "auth": {"users": {"alice": "wonderland"}}}
+        """)
+        defer { _ = tern.terminate() }
+        #expect(tern.waitForLog("tern listening"), "\(tern.stderr)")
+        let tls = try #require(tern.boundListeners().first { $0.transport == "tls" }?.address)
+        let url = "turns:localhost:\(tls.port)?transport=tcp"
+        Self.expectHealthy(try Self.probe([url, "--user", "alice", "--password", "wonderland", "--ca", cert.cert, "--count", "30"]), "tern tls")
+        let untrusted = try Self.probe([url, "--user", "alice", "--password", "wonderland"])
+        #expect(untrusted.status == 1, "\(untrusted.output)")
+        #expect(((untrusted.report?["checks"] as? [[String: Any]])?.first?["detail"] as? String)?.contains("not trusted") == true, "\(untrusted.output)")
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/turnserver") else { return }
+        let port = HeavyInteropTests.TurnClientInteropTests.freeTCPPort()
+        let coturn = Process()
+        coturn.executableURL = URL(fileURLWithPath: "/usr/bin/turnserver")
+        coturn.arguments = ["-n", "--listening-ip", "127.0.0.1", "--tls-listening-port", "\(port)", "--listening-port", "\(port &+ 1)",
+                            "--relay-ip", "127.0.0.1", "--min-port", "60000", "--max-port", "60999", "--lt-cred-mech",
+                            "--user", "alice:wonderland", "--realm", "coturn.test", "--allow-loopback-peers", "--no-cli", "--no-dtls",
+                            "--cert", cert.cert, "--pkey", cert.key, "--log-file", "stdout", "--simple-log"]
+        coturn.standardOutput = FileHandle.nullDevice
+        coturn.standardError = FileHandle.nullDevice
+        try coturn.run()
+        defer { kill(coturn.processIdentifier, SIGKILL); coturn.waitUntilExit() }
+        var r = try Self.probe(["turns:localhost:\(port)", "--user", "alice", "--password", "wonderland", "--ca", cert.cert, "--count", "30"])
+        for _ in 0..<30 where r.status != 0 {
+            Thread.sleep(forTimeInterval: 0.1)
+            r = try Self.probe(["turns:localhost:\(port)", "--user", "alice", "--password", "wonderland", "--ca", cert.cert, "--count", "30"])
+        }
+        Self.expectHealthy(r, "coturn tls")
+    }
+
     @Test("Against coturn's turnserver: every check passes over UDP and TCP", .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/turnserver")))
     func againstCoturn() throws {
         let port = HeavyInteropTests.TurnClientInteropTests.freeUDPPort()
