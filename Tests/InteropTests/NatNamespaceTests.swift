@@ -6,10 +6,25 @@ import Testing
 /// pairs, nftables masquerading in the NAT, `tern serve` with RFC 5780 on two public addresses.
 /// A plain masquerade keeps the client's port for every destination (a cone NAT: endpoint-independent
 /// mapping); `masquerade fully-random` picks a port per destination (a symmetric NAT). The probe
+/// Root, the tools, and a network namespace can actually be made here (a container may forbid it).
+enum NamespaceSupport {
+    static let available: Bool = {
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/sbin/nft"),
+              FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") else { return false }
+        let probe = "ternprobe\(getpid() % 100_000)"
+        guard (try? runTool("/usr/sbin/ip", ["netns", "add", probe]))?.status == 0 else { return false }
+        _ = try? runTool("/usr/sbin/ip", ["netns", "del", probe])
+        return true
+    }()
+}
+
+/// `tern probe` behind real NATs: three network namespaces (client, NAT, public) joined by veth
+/// pairs, nftables masquerading in the NAT, `tern serve` with RFC 5780 on two public addresses.
+/// A plain masquerade keeps the client's port for every destination (a cone NAT: endpoint-independent
+/// mapping); `masquerade fully-random` picks a port per destination (a symmetric NAT). The probe
 /// must tell them apart. Needs root, `ip` and `nft` (scripts/test.sh installs nftables).
 @Suite("tern probe tells a cone NAT from a symmetric one, in network namespaces", .serialized,
-       .enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/nft")
-                    && FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip")))
+       .enabled(if: NamespaceSupport.available, "needs root, ip, nft and the right to create network namespaces"))
 struct NatNamespaceTests {
     static let tag = String(getpid() % 100_000)
     static let client = "terncl\(tag)", nat = "ternnat\(tag)", pub = "ternpub\(tag)"
