@@ -172,7 +172,7 @@ struct ProbeRunner {
     let count: Int
     var tls: ProbeConnection.TLSOptions? = nil
 
-    func connect() -> ProbeConnection? {
+    func openConnection() -> ProbeConnection? {
         try? ProbeConnection(transport, to: server, timeoutMilliseconds: timeout, tls: tls)
     }
 
@@ -193,7 +193,7 @@ struct ProbeRunner {
 
     /// RFC 8489 section 6: a Binding request; the reflexive address and the best of three RTTs.
     func binding(_ report: inout ProbeReport) {
-        guard let c = connect() else { return report.fail("binding", "cannot connect to \(server) over \(transport)") }
+        guard let c = openConnection() else { return report.fail("binding", "cannot connect to \(server) over \(transport)") }
         let client = ProbeClient(c, username: "", password: "", timeoutMilliseconds: timeout)
         var rtts: [Double] = []
         var mapped: TransportAddress?
@@ -279,7 +279,7 @@ struct ProbeRunner {
 
     /// The TURN checks, with two allocations of `username`.
     func turn(_ report: inout ProbeReport, username: String, password: String) {
-        guard let ca = connect(), let cb = connect() else { return report.fail("connect", "cannot connect to \(server) over \(transport)") }
+        guard let ca = openConnection(), let cb = openConnection() else { return report.fail("connect", "cannot connect to \(server) over \(transport)") }
         let a = ProbeClient(ca, username: username, password: password, timeoutMilliseconds: timeout)
         let b = ProbeClient(cb, username: username, password: password, timeoutMilliseconds: timeout)
         // RFC 8489 section 9.2.3: the first Allocate is challenged.

@@ -84,14 +84,7 @@ public final class TLSClientSession {
 
     /// Ciphertext for the socket.
     public func takeOutput() -> [UInt8] {
-        var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16_384)
-        while true {
-            let n = BIO_read(wbio, &chunk, Int32(chunk.count))
-            if n <= 0 { break }
-            out += chunk[0..<Int(n)]
-        }
-        return out
+        Self.drain { BIO_read(wbio, $0, $1) }
     }
 
     public func write(_ plaintext: [UInt8]) {
@@ -101,10 +94,15 @@ public final class TLSClientSession {
 
     /// Whatever plaintext the fed ciphertext decrypts to.
     public func read() -> [UInt8] {
+        Self.drain { SSL_read(ssl, $0, $1) }
+    }
+
+    /// Calls `next` with a 16 KiB buffer until it returns nothing more; everything it produced.
+    private static func drain(_ next: (UnsafeMutableRawPointer, Int32) -> Int32) -> [UInt8] {
         var out: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16_384)
         while true {
-            let n = SSL_read(ssl, &chunk, Int32(chunk.count))
+            let n = chunk.withUnsafeMutableBytes { next($0.baseAddress!, Int32($0.count)) }
             if n <= 0 { break }
             out += chunk[0..<Int(n)]
         }
