@@ -16,6 +16,8 @@ public final class AdminServer: Sendable {
     let backend: any AdminBackend
     let exporter = PrometheusExporter()
     let logger: Logger
+    /// SHA-256 of the bearer token in force; a reload replaces it (`updateToken`).
+    let tokenDigest: TokenDigest
 
     /// Refuses a non-loopback address without a token (`AdminConfig.missingTokenProblem`).
     public init(settings: AdminConfig, backend: any AdminBackend, logger: Logger) throws(AdminError) {
@@ -23,6 +25,13 @@ public final class AdminServer: Sendable {
         self.settings = settings
         self.backend = backend
         self.logger = logger
+        self.tokenDigest = TokenDigest(settings.token ?? "")
+    }
+
+    /// A reload's new token (a `{"file": ...}` token re-read): required from the next request on.
+    /// An endpoint started without a token keeps serving without one until a restart.
+    public func updateToken(_ token: String) {
+        tokenDigest.replace(with: token)
     }
 
     /// One route: its method, its path as `docs/admin-api.openapi.json` writes it (`{id}` for a
@@ -111,8 +120,8 @@ public final class AdminServer: Sendable {
     /// The routes, behind the bearer-token check when a token is configured.
     public func router() -> Router<BasicRequestContext> {
         let router = Router()
-        if let token = settings.token {
-            router.add(middleware: BearerTokenMiddleware(token: token))
+        if settings.token != nil {
+            router.add(middleware: BearerTokenMiddleware(digest: tokenDigest))
         }
         for route in Self.table {
             router.on(RouterPath(route.path), method: route.method) { request, context in
@@ -212,8 +221,10 @@ public final class AdminServer: Sendable {
                  body: ResponseBody(byteBuffer: ByteBuffer(string: html)))
     }
 
-    /// Pages that carry no data and are served without the bearer token (they ask for it).
-    static let publicPages: Set<String> = ["/", "/selftest"]
+    /// Served without the bearer token: pages that carry no data (they ask for the token), and the
+    /// health checks, which a kubelet or a load balancer probes without one and which tell nothing
+    /// beyond their status.
+    static let publicPages: Set<String> = ["/", "/selftest", "/healthz", "/readyz"]
 
     func notFound(_ message: String) -> Response {
         json(["error": message], status: .notFound)
@@ -228,9 +239,7 @@ public struct AdminError: Error, CustomStringConvertible {
 /// `Authorization: Bearer <admin.token>` on every route; anything else gets 401 and nothing more.
 struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
     /// SHA-256 of the token: what a presented token's digest is compared with.
-    let tokenDigest: [UInt8]
-
-    init(token: String) { self.tokenDigest = Digest.sha256(Array(token.utf8)) }
+    let digest: TokenDigest
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         if request.method == .get, AdminServer.publicPages.contains(request.uri.path) {
@@ -249,8 +258,24 @@ struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
     /// time taken tells nothing about how much of a guess matched, and no truncation of the length
     /// (a token followed by any number of extra bytes has another digest).
     func matches(_ presented: [UInt8]) -> Bool {
-        let digest = Digest.sha256(presented)
-        guard digest.count == tokenDigest.count, digest.count == 32 else { return false }
-        return digest.withUnsafeBytes { a in tokenDigest.withUnsafeBytes { b in constantTimeEqual(a, b) } }
+        let presentedDigest = Digest.sha256(presented)
+        let tokenDigest = digest.current
+        guard presentedDigest.count == tokenDigest.count, presentedDigest.count == 32 else { return false }
+        return presentedDigest.withUnsafeBytes { a in tokenDigest.withUnsafeBytes { b in constantTimeEqual(a, b) } }
+    }
+}
+
+/// The SHA-256 of the admin token, replaceable while requests read it.
+final class TokenDigest: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: [UInt8]
+
+    init(_ token: String) { value = Digest.sha256(Array(token.utf8)) }
+
+    var current: [UInt8] { lock.withLock { value } }
+
+    func replace(with token: String) {
+        let d = Digest.sha256(Array(token.utf8))
+        lock.withLock { value = d }
     }
 }

@@ -18,11 +18,23 @@ enum ConfigFile {
     /// root:tern 0640 of a packaged service). nil when the file is private enough, holds no secrets,
     /// or cannot be examined.
     static func permissionWarning(path: String, config: TernConfig) -> String? {
-        guard config.holdsSecrets,
-              let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+        if config.secretSources.inline > 0, let mode = worldReadableMode(path) {
+            return "config file \(path) holds passwords, secrets or the admin token and is readable by every user of this host (mode \(mode)); chmod o-r it (0600, or 0640 with the service's group)"
+        }
+        for file in config.secretSources.files {
+            if let mode = worldReadableMode(file) {
+                return "secret file \(file) is readable by every user of this host (mode \(mode)); chmod o-r it (0600, or 0640 with the service's group)"
+            }
+        }
+        return nil
+    }
+
+    /// The file's mode in octal when every user may read it.
+    private static func worldReadableMode(_ path: String) -> String? {
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
               let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue,
               mode & 0o004 != 0 else { return nil }
-        return "config file \(path) holds passwords, secrets or the admin token and is readable by every user of this host (mode \(String(mode & 0o777, radix: 8))); chmod o-r it (0600, or 0640 with the service's group)"
+        return String(mode & 0o777, radix: 8)
     }
 
     static func read(_ path: String) throws(ConfigError) -> [UInt8] {
@@ -64,9 +76,3 @@ enum ConfigFile {
     }
 }
 
-extension TernConfig {
-    /// Whether the config holds anything secret: passwords, shared secrets or the admin token.
-    var holdsSecrets: Bool {
-        !auth.users.isEmpty || !auth.secrets.isEmpty || admin.token != nil
-    }
-}

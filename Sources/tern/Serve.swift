@@ -70,8 +70,25 @@ final class ServerRunner: @unchecked Sendable {
     private var issuer = CredentialIssuer(secret: nil, urls: [])
     /// The one-line summary in systemd's STATUS=, from what is bound now (reloads change it).
     private var summary: String {
-        "\(server.bound.count) listeners (\(server.bound.map(\.description).joined(separator: ", "))), \(server.workers.count) workers, \(adminLine)"
+        "\(server.bound.count) listeners (\(server.bound.map(\.description).joined(separator: ", "))), \(server.workers.count) workers, \(adminLine)\(relayLine)"
     }
+    /// The advertised relay addresses in STATUS=, when discovery or the config names them.
+    private var relayLine: String {
+        let parts = server.externalAddresses.map { s -> String in
+            switch s.state {
+            case .configured, .discovered: return "relay \(s.advertised ?? "?") (\(s.state == .configured ? "configured" : "discovered via \(s.source)"))"
+            case .direct: return "relay \(s.family) has no NAT (checked via \(s.source))"
+            case .pending: return "relay \(s.family) address: discovering via \(s.source)"
+            case .notOneToOne: return "relay \(s.family): NAT is not 1:1, nothing advertised"
+            case .failed: return "relay \(s.family) address: discovery failing (\(s.error ?? "no answer")), retrying"
+            }
+        }
+        return parts.isEmpty ? "" : ", " + parts.joined(separator: ", ")
+    }
+    /// Runs `relay.discoverExternal` (start and reload).
+    private var discovery: DiscoveryRunner?
+    /// The admin endpoint, once started (a reload replaces its token).
+    private var admin: AdminServer?
     private var drainStarted: Date?
     private var drainTimer: DispatchSourceTimer?
 
@@ -145,8 +162,6 @@ final class ServerRunner: @unchecked Sendable {
             logger.critical("start failed", metadata: ["error": "\(error)"])
             throw ExitCode(1)
         }
-        issuer.update(secret: settings.auth.secrets.first,
-                      urls: settings.effectivePublicURLs(hostAddresses: Posix.interfaceAddresses()).map(\.description))
         if settings.admin.enabled {
             do {
                 let port = try startAdmin(server)
@@ -159,8 +174,8 @@ final class ServerRunner: @unchecked Sendable {
             }
         }
         // Now that every port is known: the peer policy refuses the listeners and the admin endpoint.
-        server.updateTurn(Self.turnContext(settings, shared: shared, nonces: nonces,
-                                           own: server.ownEndpoints(admin: adminAddress)))
+        applyAdvertised(settings)
+        startDiscovery()
         systemd.ready(status: "serving: \(summary)")
         systemd.startWatchdog()
         if usingBuiltInDefault { printFirstRun() }
@@ -226,9 +241,39 @@ final class ServerRunner: @unchecked Sendable {
             throw AdminError(description: "the admin endpoint did not start within 30 s")
         }
         let port = try result.get()
+        self.admin = admin
         logger.info("admin listening", metadata: ["address": "\(TransportAddress(ip: settings.admin.address, port: UInt16(port)))",
                                                   "token": "\(settings.admin.token == nil ? "none (loopback only)" : "required")"])
         return port
+    }
+
+    /// What `config` says to advertise, with the discovered relay addresses filled in: the TURN
+    /// context every worker answers with (XOR-RELAYED-ADDRESS, the peer policy with the server's own
+    /// endpoints) and the URLs `POST /credentials` hands out.
+    private func applyAdvertised(_ config: TernConfig) {
+        let advertised = config.withDiscovered(server.externalAddresses)
+        server.updateTurn(Self.turnContext(advertised, shared: shared, nonces: nonces,
+                                           own: server.ownEndpoints(admin: adminAddress)))
+        issuer.update(secret: advertised.auth.secrets.first,
+                      urls: advertised.effectivePublicURLs(hostAddresses: Posix.interfaceAddresses()).map(\.description))
+    }
+
+    /// Explicit relay addresses show in `/stats` at once; `relay.discoverExternal` starts its
+    /// attempts, and each change is applied on the control queue.
+    private func startDiscovery() {
+        let runner = DiscoveryRunner(logger: logger) { [weak self] statuses in
+            guard let self else { return }
+            control.async {
+                let before = self.server.externalAddresses
+                self.server.externalAddresses = statuses
+                guard statuses != before else { return }
+                self.applyAdvertised(self.settings)
+                if self.drainStarted != nil { return }
+                self.systemd.status("serving: \(self.summary)")
+            }
+        }
+        discovery = runner
+        runner.restart(settings.relay)
     }
 
     // MARK: Reload (SIGHUP, ExecReload)
@@ -273,14 +318,13 @@ final class ServerRunner: @unchecked Sendable {
         if let newTLS, let holder = tlsHolder { holder.replace(with: newTLS) }
         if let newDTLS { try server.reloadDTLS(newDTLS) }
         if newTLS != nil || newDTLS != nil { logger.info("reload: tls certificate reloaded") }
-        server.updateTurn(Self.turnContext(fresh, shared: shared, nonces: nonces,
-                                           own: server.ownEndpoints(admin: adminAddress)))
-        issuer.update(secret: fresh.auth.secrets.first,
-                      urls: fresh.effectivePublicURLs(hostAddresses: Posix.interfaceAddresses()).map(\.description))
+        applyAdvertised(fresh)
         server.updateLimits(fresh.limits)
+        if let token = fresh.admin.token { admin?.updateToken(token) }
+        discovery?.restart(fresh.relay)
         let restartOnly: [(String, Bool)] = [
-            ("workers", fresh.workers != settings.workers), ("relay", fresh.relay != settings.relay),
-            ("admin", fresh.admin != settings.admin), ("log", fresh.log != settings.log),
+            ("workers", fresh.workers != settings.workers), ("relay", fresh.relay.restartOnly != settings.relay.restartOnly),
+            ("admin", fresh.admin.restartOnly != settings.admin.restartOnly), ("log", fresh.log != settings.log),
             ("software", fresh.software != settings.software), ("io", fresh.io != settings.io),
             ("natBehavior", fresh.natBehavior != settings.natBehavior),
         ]

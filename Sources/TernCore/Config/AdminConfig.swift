@@ -50,3 +50,13 @@ public struct DrainConfig: Sendable, Equatable {
         self.alternateServer = alternateServer
     }
 }
+
+extension AdminConfig {
+    /// What a reload cannot change (the endpoint is bound with it): everything but the token,
+    /// which a reload replaces (a `{"file": ...}` token is re-read).
+    public var restartOnly: AdminConfig {
+        var c = self
+        c.token = token == nil ? nil : ""
+        return c
+    }
+}

@@ -64,6 +64,46 @@ struct JSONNode {
         return s
     }
 
+    /// A secret: a non-empty string, or `{"file": "/absolute/path"}` naming a file whose content,
+    /// without one trailing newline (`\n` or `\r\n`), is the value. The file is read at every
+    /// parse, so a SIGHUP reload re-reads it, and Kubernetes Secret volumes and systemd credentials
+    /// work this way. A missing, unreadable, empty or oversized file is an error at this key's path.
+    func secret(_ expected: String = "a non-empty string or {\"file\": \"/path\"}") throws(ConfigError) -> String {
+        if value is String { return try nonEmptyString(expected) }
+        guard value is [String: Any] else { throw mismatch(expected) }
+        let obj = try object(known: ["file"])
+        guard let f = obj["file"] else { throw error("expected {\"file\": \"/path\"}: the file key is missing") }
+        let path = try f.nonEmptyString("an absolute file path")
+        guard path.hasPrefix("/") else { throw f.error("expected an absolute file path, found \"\(path)\"") }
+        return try f.readSecretFile(path)
+    }
+
+    /// The largest secret file read: 64 KiB (a password, a secret or a token is far smaller).
+    static let maximumSecretFileBytes = 65_536
+
+    private func readSecretFile(_ path: String) throws(ConfigError) -> String {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            let reason = FileManager.default.fileExists(atPath: path) ? "permission denied" : "no such file"
+            throw error("cannot read \(path): \(reason)")
+        }
+        defer { try? handle.close() }
+        let data: Data
+        do {
+            data = try handle.read(upToCount: Self.maximumSecretFileBytes + 1) ?? Data()
+        } catch {
+            throw self.error("cannot read \(path): \(error.localizedDescription)")
+        }
+        guard data.count <= Self.maximumSecretFileBytes else {
+            throw error("\(path) is larger than \(Self.maximumSecretFileBytes) bytes; expected a secret")
+        }
+        var bytes = [UInt8](data)
+        if bytes.last == 0x0A { bytes.removeLast(); if bytes.last == 0x0D { bytes.removeLast() } }
+        guard !bytes.isEmpty else { throw error("\(path) is empty; expected the secret") }
+        let text = String(decoding: bytes, as: UTF8.self)
+        guard text.utf8.elementsEqual(bytes) else { throw error("\(path) is not UTF-8 text") }
+        return text
+    }
+
     /// An integer in `range`. Booleans and numbers written with a fraction or exponent are refused.
     func integer(in range: ClosedRange<Int>, _ expected: String? = nil) throws(ConfigError) -> Int {
         let expected = expected ?? "an integer \(range.lowerBound)...\(range.upperBound)"

@@ -11,7 +11,7 @@ extension TernConfig {
                               "handshakesInFlight", "streamIdleTimeout", "connectionsPerIP", "connectionsWithoutAllocation",
                               "streamQueueBytes"]
     static let listenerKeys = ["transport", "address", "port"]
-    static let relayKeys = ["ipv4", "ipv6", "externalIPv4", "externalIPv6", "portRange"]
+    static let relayKeys = ["ipv4", "ipv6", "externalIPv4", "externalIPv6", "portRange", "discoverExternal"]
     static let authKeys = ["users", "secrets"]
     static let peerKeys = ["allow", "deny"]
     static let adminKeys = ["enabled", "address", "port", "token", "perUserMetrics"]
@@ -90,6 +90,7 @@ extension TernConfig {
         if let n = obj["tls"] { config.tls = try parseTLS(n) }
         if let n = obj["drain"] { config.drain = try parseDrain(n) }
         if let n = obj["io"] { config.io = try parseIO(n) }
+        config.secretSources = secretSources(obj)
         // An endpoint that can end allocations is not opened to the network without a token.
         if config.admin.enabled, let problem = config.admin.missingTokenProblem {
             throw ConfigError(path: "admin.token", message: problem, source: root.source)
@@ -104,6 +105,22 @@ extension TernConfig {
             }
         }
         return config
+    }
+
+    /// Counts the inline secret values and lists the secret files (already read and checked).
+    static func secretSources(_ root: JSONObject) -> SecretSources {
+        var sources = SecretSources()
+        var values: [Any] = []
+        if let auth = root.members["auth"] as? [String: Any] {
+            values += (auth["users"] as? [String: Any]).map { Array($0.values) } ?? []
+            values += auth["secrets"] as? [Any] ?? []
+        }
+        if let admin = root.members["admin"] as? [String: Any], let token = admin["token"] { values.append(token) }
+        for v in values {
+            if v is String { sources.inline += 1 }
+            if let file = (v as? [String: Any])?["file"] as? String { sources.files.append(file) }
+        }
+        return sources
     }
 
     /// REALM and SOFTWARE: RFC 8489 sections 14.9 and 14.14 allow fewer than 128 characters,
@@ -164,7 +181,19 @@ extension TernConfig {
             guard lo <= hi else { throw r.error("min \(lo) is greater than max \(hi); expected \(expected)") }
             relay.portRange = UInt16(lo)...UInt16(hi)
         }
+        if let d = obj.nonNull("discoverExternal") { relay.discoverExternal = try parseStunServers(d) }
         return relay
+    }
+
+    /// `relay.discoverExternal`: one `"HOST:PORT"` string or a non-empty array of them.
+    static func parseStunServers(_ n: JSONNode) throws(ConfigError) -> [StunServerName] {
+        let expected = "a STUN server \"HOST:PORT\" such as \"stun.example.com:3478\", an array of them, or null"
+        let items: [JSONNode] = n.value is String ? [n] : try n.array(expected)
+        guard !items.isEmpty else { throw n.mismatch(expected) }
+        return try items.map { item throws(ConfigError) in
+            guard let text = item.value as? String, let server = StunServerName(text) else { throw item.mismatch(expected) }
+            return server
+        }
     }
 
     static func optionalAddress(_ obj: JSONObject, _ key: String, family: AddressFamily,
@@ -190,12 +219,12 @@ extension TernConfig {
                 guard !name.isEmpty, name.utf8.count < 509 else {
                     throw u.error("user names must be non-empty and fewer than 509 bytes (RFC 8489)")
                 }
-                auth.users[name] = try password.nonEmptyString("a non-empty password string")
+                auth.users[name] = try password.secret("a non-empty password string or {\"file\": \"/path\"}")
             }
         }
         if let s = obj["secrets"] {
-            auth.secrets = try s.array("an array of non-empty strings").map { item throws(ConfigError) in
-                try item.nonEmptyString()
+            auth.secrets = try s.array("an array of non-empty strings or {\"file\": \"/path\"} objects").map { item throws(ConfigError) in
+                try item.secret()
             }
         }
         return auth
@@ -261,7 +290,7 @@ extension TernConfig {
         if let e = obj["perUserMetrics"] { admin.perUserMetrics = try e.boolean() }
         if let a = obj["address"] { admin.address = try a.ipAddress() }
         if let p = obj["port"] { admin.port = UInt16(try p.integer(in: 0...65535)) }
-        if let t = obj.nonNull("token") { admin.token = try t.nonEmptyString("a non-empty string or null") }
+        if let t = obj.nonNull("token") { admin.token = try t.secret("a non-empty string, {\"file\": \"/path\"} or null") }
         return admin
     }
 

@@ -26,6 +26,9 @@ public struct TernConfig: Sendable, Equatable {
     public var publicURLs: [TurnURI]?
     /// RFC 5780 NAT behaviour discovery; nil (the default) leaves it off.
     public var natBehavior: NatBehaviorConfig?
+    /// Where secret values came from: how many are written in the config itself, and the files
+    /// named by `{"file": ...}` (for the permission warnings).
+    public var secretSources = SecretSources()
 
     public static let defaultRealm = "tern"
 
@@ -65,4 +68,13 @@ public struct TernConfig: Sendable, Equatable {
     public func summary() -> String {
         listeners.map(\.description).joined(separator: ", ")
     }
+}
+
+/// Where the config's passwords, shared secrets and admin token are: inline, or in files.
+public struct SecretSources: Sendable, Equatable {
+    /// Secret values written in the config document itself.
+    public var inline = 0
+    /// Files that `{"file": ...}` values were read from.
+    public var files: [String] = []
+    public init() {}
 }

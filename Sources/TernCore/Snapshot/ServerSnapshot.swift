@@ -6,9 +6,15 @@ import STUN
 public struct ServerSnapshot: Codable, Sendable, Equatable {
     public var version: String = ternVersion
     public var uptimeSeconds: UInt64 = 0
-    /// Every listener bound and not draining (`/readyz`).
+    /// Every listener bound, not draining, below `limits.allocationsTotal`, and the public relay
+    /// address discovered where `relay.discoverExternal` asks for it (`/readyz`).
     public var ready = false
     public var draining = false
+    /// Live allocations have reached `limits.allocationsTotal` (new ones get 508; `/readyz` is 503).
+    public var atCapacity = false
+    /// The advertised relay address of each family: configured, discovered or pending
+    /// (`relay.externalIPv4/6`, `relay.discoverExternal`). Empty when neither is set.
+    public var externalAddresses: [ExternalAddressStatus] = []
     public var allocations = AllocationFigures()
     /// Requests answered: method label -> result label ("success" or an error code) -> count. Only non-zero entries.
     public var requests: [String: [String: UInt64]] = [:]
@@ -29,6 +35,52 @@ public struct ServerSnapshot: Codable, Sendable, Equatable {
     public var users: [String: UserFigures]? = nil
 
     public init() {}
+}
+
+/// Where the relay address XOR-RELAYED-ADDRESS advertises for one address family comes from.
+public struct ExternalAddressStatus: Codable, Sendable, Equatable {
+    /// What discovery (or the config) found.
+    public enum State: String, Codable, Sendable {
+        /// `relay.externalIPv4/6` is set: it is advertised, and no discovery runs for the family.
+        case configured
+        /// Discovery has not answered yet (`/readyz` is 503 meanwhile).
+        case pending
+        /// Behind a 1:1 NAT: the mapped address is advertised.
+        case discovered
+        /// No NAT: the mapped address is the host's own, which relays already advertise.
+        case direct
+        /// The NAT changed the port: it is not 1:1, relaying through it would break, and nothing
+        /// is advertised in its name.
+        case notOneToOne = "not_one_to_one"
+        /// No server answered; retried with backoff up to a minute.
+        case failed
+
+        /// The advertised address is known (or there is none to know): `/readyz` may answer 200.
+        public var isSettled: Bool { self == .configured || self == .discovered || self == .direct }
+    }
+    /// "ipv4" or "ipv6".
+    public var family: String
+    public var state: State
+    /// The address advertised for the family (configured or discovered), if any.
+    public var advertised: String?
+    /// "relay.externalIPv4", or the STUN server that answered (or was last asked).
+    public var source: String
+    /// The local relay-range address the Binding was sent from, and what the server saw.
+    public var local: String?
+    public var mapped: String?
+    /// Why the last attempt failed, when it did.
+    public var error: String?
+
+    public init(family: String, state: State, advertised: String? = nil, source: String,
+                local: String? = nil, mapped: String? = nil, error: String? = nil) {
+        self.family = family
+        self.state = state
+        self.advertised = advertised
+        self.source = source
+        self.local = local
+        self.mapped = mapped
+        self.error = error
+    }
 }
 
 public struct AllocationFigures: Codable, Sendable, Equatable {

@@ -99,6 +99,12 @@ public final class SharedTurnState: @unchecked Sendable {
         tcpRelayPorts.remove(address)
     }
 
+    /// Allocations counted against `limits.allocationsTotal` now (reserved EVEN-PORT ports included).
+    public var allocationCount: Int {
+        lock.lock(); defer { lock.unlock() }
+        return total
+    }
+
     func makeID() -> UInt64 {
         lock.lock(); defer { lock.unlock() }
         let id = nextID

@@ -153,6 +153,8 @@ extension Server {
             }
         }
         relayIPs += [relayAddresses.externalIPv4, relayAddresses.externalIPv6].compactMap { $0 }
+        // Discovered public addresses (relay.discoverExternal) are this server's relay addresses too.
+        relayIPs += externalAddresses.compactMap { $0.advertised.flatMap(IPAddress.init) }
         return PeerPolicy.OwnEndpoints(services: services, relayIPs: relayIPs, relayPorts: relayAddresses.portRange)
     }
 }

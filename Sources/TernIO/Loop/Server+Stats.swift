@@ -21,7 +21,9 @@ extension Server {
         if perUser { s.users = [:] }
         s.uptimeSeconds = Clocks.monotonicSeconds() &- state.startedAt
         s.draining = state.draining
-        s.ready = !state.bound.isEmpty && !state.draining
+        s.ready = state.isReady
+        s.atCapacity = state.atCapacity
+        s.externalAddresses = state.external
         var total = ServerStats()
         var inUse = 0
         for w in workers {

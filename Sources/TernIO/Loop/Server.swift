@@ -42,12 +42,24 @@ public final class Server: @unchecked Sendable {
     /// What other threads read (the admin endpoint's `/readyz` and snapshots): written by start,
     /// reload and drain, read from anywhere, always under its lock.
     struct State {
+        /// Live allocations have reached `limits.allocationsTotal` (0: no limit, never at capacity).
+        var atCapacity: Bool {
+            guard let shared, limits.allocationsTotal > 0 else { return false }
+            return shared.allocationCount >= limits.allocationsTotal
+        }
+        var isReady: Bool {
+            !bound.isEmpty && !draining && !atCapacity && external.allSatisfy { $0.state.isSettled }
+        }
         var bound: [BoundListener] = []
         var draining = false
         /// Monotonic second at which start() finished.
         var startedAt: UInt64 = 0
         /// The TURN state every worker shares (quotas, reservations, TCP relay ports).
         var shared: SharedTurnState?
+        /// The limits in force (reloads replace them): `allocationsTotal` decides "at capacity".
+        var limits = LimitsConfig()
+        /// The advertised relay address per family, as discovery or the config gives it.
+        var external: [ExternalAddressStatus] = []
     }
     let state = Locked(State())
 
@@ -83,7 +95,10 @@ public final class Server: @unchecked Sendable {
             Worker(index: $0, handler: RequestHandler(configuration: handlerConfiguration, clock: clock), limits: limits,
                    relayAddresses: relay, connectionLimiter: limiter, reservedRelays: reserved, io: io, logger: logger)
         }
-        state.withLock { $0.shared = handlerConfiguration.turn?.shared }
+        state.withLock {
+            $0.shared = handlerConfiguration.turn?.shared
+            $0.limits = limits
+        }
         for w in workers { w.server = self }
     }
 
@@ -92,8 +107,16 @@ public final class Server: @unchecked Sendable {
     public var draining: Bool { state.current.draining }
     /// Monotonic second at which start() finished.
     public var startedAt: UInt64 { state.current.startedAt }
-    /// Listeners bound and not draining.
-    public var isReady: Bool { state.withLock { !$0.bound.isEmpty && !$0.draining } }
+    /// Ready for new clients (`/readyz`): listeners bound, not draining, below
+    /// `limits.allocationsTotal`, and no relay address still to be discovered.
+    public var isReady: Bool { state.withLock { $0.isReady } }
+
+    /// The advertised relay addresses and where they come from (`relay.discoverExternal`): shown in
+    /// `/stats`; a `pending` entry keeps `/readyz` at 503.
+    public var externalAddresses: [ExternalAddressStatus] {
+        get { state.current.external }
+        set { state.withLock { $0.external = newValue } }
+    }
 
     // MARK: start
 
@@ -144,6 +167,7 @@ public final class Server: @unchecked Sendable {
     /// Reload: stream limits for new checks (idle timeout, queue bound, connections per IP), and the
     /// per-source budgets of unauthenticated answers and Binding responses.
     public func updateLimits(_ limits: LimitsConfig) {
+        state.withLock { $0.limits = limits }
         connectionLimiter.limits = limits
         handlerConfiguration.throttle.update(limits)
         for w in workers { w.queue.sync { w.limits = limits } }

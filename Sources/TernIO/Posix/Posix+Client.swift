@@ -80,13 +80,15 @@ public final class ClientSocket {
 
     /// An unconnected UDP socket of `family` on an ephemeral port (RFC 5780 tests send from one
     /// local port to several server addresses).
-    public init(unconnectedUDP family: AddressFamily, timeoutMilliseconds: Int = 2000) throws(SystemError) {
+    /// `local` binds a given address and port instead (discovery sends from a relay-range port).
+    public init(unconnectedUDP family: AddressFamily, local: TransportAddress? = nil,
+                timeoutMilliseconds: Int = 2000) throws(SystemError) {
         fd = try Posix.socket(domain: family == .ipv6 ? AF_INET6 : AF_INET, type: Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
         isStream = false
         self.timeoutMilliseconds = timeoutMilliseconds
         do throws(SystemError) {
             try Posix.setNonBlocking(fd)
-            try Posix.bind(fd, TernSocketAddress(TransportAddress(ip: family == .ipv6 ? .anyV6 : .anyV4, port: 0)))
+            try Posix.bind(fd, TernSocketAddress(local ?? TransportAddress(ip: family == .ipv6 ? .anyV6 : .anyV4, port: 0)))
         } catch {
             Posix.close(fd)
             throw error
