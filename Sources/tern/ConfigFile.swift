@@ -10,7 +10,32 @@ enum ConfigFile {
     /// Reads and parses the file at `path`. Errors name `path` as their source; a missing or
     /// unreadable file gives the operating system's reason (`No such file or directory`).
     static func load(path: String) throws(ConfigError) -> TernConfig {
-        try TernConfig.parse(json: try read(path), source: path)
+        try TernConfig.parse(json: try read(path), source: path, files: secretFiles)
+    }
+
+    /// Reads the secret files a config names (`{"file": ...}`), at most
+    /// `SecretFileReader.maximumBytes` of each, with the operating system's reason on failure.
+    static let secretFiles = SecretFileReader { path in
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            return .failure(.init("is a directory"))
+        }
+        let handle: FileHandle
+        do {
+            handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+        } catch {
+            return .failure(.init(reason(error)))
+        }
+        defer { try? handle.close() }
+        do {
+            let data = try handle.read(upToCount: SecretFileReader.maximumBytes + 1) ?? Data()
+            guard data.count <= SecretFileReader.maximumBytes else {
+                return .failure(.init("larger than \(SecretFileReader.maximumBytes) bytes; expected a secret"))
+            }
+            return .success([UInt8](data))
+        } catch {
+            return .failure(.init(reason(error)))
+        }
     }
 
     /// A warning when the file at `path` holds secrets (passwords, shared secrets, the admin token)

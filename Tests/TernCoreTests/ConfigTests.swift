@@ -122,7 +122,7 @@ struct ConfigErrorTests {
     @Test func unknownNestedKey() throws {
         let e = try #require(parseError(#"{"relay": {"portRang": [1024, 2000]}}"#))
         #expect(e.description ==
-            "config.json: relay.portRang: unknown key; expected one of ipv4, ipv6, externalIPv4, externalIPv6, portRange")
+            "config.json: relay.portRang: unknown key; expected one of ipv4, ipv6, externalIPv4, externalIPv6, portRange, discoverExternal")
     }
 
     @Test func unknownKeyInsideListener() throws {
@@ -272,7 +272,7 @@ struct ConfigErrorTests {
 
     @Test func authValidation() throws {
         #expect(parseError(#"{"auth": {"users": {"alice": ""}}}"#)?.path == "auth.users.alice")
-        #expect(parseError(#"{"auth": {"users": {"alice": 5}}}"#)?.message == "expected a non-empty password string, found integer 5")
+        #expect(parseError(#"{"auth": {"users": {"alice": 5}}}"#)?.message == "expected a non-empty password string or {\"file\": \"/path\"}, found integer 5")
         #expect(parseError(#"{"auth": {"users": {"": "pw"}}}"#)?.path == "auth.users")
         #expect(parseError(#"{"auth": {"users": ["alice"]}}"#)?.path == "auth.users")
         #expect(parseError(#"{"auth": {"secrets": ["ok", ""]}}"#)?.path == "auth.secrets[1]")

@@ -85,3 +85,46 @@ struct ConfigPermissionTests {
         do { _ = try ConfigFile.load(path: path) } catch { #expect(error.message.contains("larger than")) }
     }
 }
+
+/// The executable's secret-file reader: the file system's answers, with its reasons.
+@Suite("Config file: secrets from files")
+struct SecretFileLoadTests {
+    @Test("A config file's {\"file\": ...} secrets are read from disk at every load; missing, directory and oversized files are errors at their key path; world-readable secret files are warned about")
+    func loadsAndRereads() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tern-secretfiles-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let secret = dir.appendingPathComponent("turn-secret")
+        try "first\n".write(to: secret, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: secret.path)
+        let config = dir.appendingPathComponent("config.json")
+        func write(_ file: String) throws {
+            try #"{"auth": {"secrets": [{"file": "\#(file)"}]}}"#.write(to: config, atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: config.path)
+        }
+        try write(secret.path)
+        let first = try ConfigFile.load(path: config.path)
+        #expect(first.auth.secrets == ["first"])
+        // The config holds no secret itself, and the secret file is private: no warning.
+        #expect(ConfigFile.permissionWarning(path: config.path, config: first) == nil)
+        try "second\n".write(to: secret, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: secret.path)
+        let second = try ConfigFile.load(path: config.path)
+        #expect(second.auth.secrets == ["second"])
+        #expect(ConfigFile.permissionWarning(path: config.path, config: second)?.contains("secret file \(secret.path) is readable by every user") == true)
+
+        let big = dir.appendingPathComponent("big")
+        try Data(repeating: 0x61, count: SecretFileReader.maximumBytes + 1).write(to: big)
+        for (file, message) in [(dir.appendingPathComponent("missing").path, "No such file or directory"),
+                                (dir.path, "is a directory"), (big.path, "larger than 65536 bytes")] {
+            try write(file)
+            do {
+                _ = try ConfigFile.load(path: config.path)
+                Issue.record("\(file) was accepted")
+            } catch {
+                #expect(error.path == "auth.secrets[0].file", "\(error)")
+                #expect(error.message.contains("cannot read \(file): \(message)"), "\(error)")
+            }
+        }
+    }
+}

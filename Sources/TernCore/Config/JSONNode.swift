@@ -7,6 +7,8 @@ struct JSONNode {
     let value: Any
     let path: String
     let source: String
+    /// Reads the files `{"file": ...}` secrets name (the parser itself reads no file).
+    var files: SecretFileReader = .none
 
     func error(_ message: String) -> ConfigError {
         ConfigError(path: path, message: message, source: source)
@@ -34,7 +36,7 @@ struct JSONNode {
     /// The members of an object whose keys are data (such as user names), not schema.
     func dictionary(_ expected: String) throws(ConfigError) -> [(key: String, node: JSONNode)] {
         guard let dict = value as? [String: Any] else { throw mismatch(expected) }
-        return dict.sorted { $0.key < $1.key }.map { (key: $0.key, node: JSONNode(value: $0.value, path: child($0.key), source: source)) }
+        return dict.sorted { $0.key < $1.key }.map { (key: $0.key, node: JSONNode(value: $0.value, path: child($0.key), source: source, files: files)) }
     }
 
     func child(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
@@ -43,7 +45,7 @@ struct JSONNode {
 
     func array(_ expected: String) throws(ConfigError) -> [JSONNode] {
         guard let items = value as? [Any] else { throw mismatch(expected) }
-        return items.enumerated().map { JSONNode(value: $0.element, path: "\(path)[\($0.offset)]", source: source) }
+        return items.enumerated().map { JSONNode(value: $0.element, path: "\(path)[\($0.offset)]", source: source, files: files) }
     }
 
     // MARK: Scalars
@@ -65,9 +67,10 @@ struct JSONNode {
     }
 
     /// A secret: a non-empty string, or `{"file": "/absolute/path"}` naming a file whose content,
-    /// without one trailing newline (`\n` or `\r\n`), is the value. The file is read at every
-    /// parse, so a SIGHUP reload re-reads it, and Kubernetes Secret volumes and systemd credentials
-    /// work this way. A missing, unreadable, empty or oversized file is an error at this key's path.
+    /// without one trailing newline (`\n` or `\r\n`), is the value. The file is read (through
+    /// `files`) at every parse, so a SIGHUP reload re-reads it; Kubernetes Secret volumes and
+    /// systemd credentials work this way. A missing, unreadable, empty or non-UTF-8 file is an
+    /// error at this key's path.
     func secret(_ expected: String = "a non-empty string or {\"file\": \"/path\"}") throws(ConfigError) -> String {
         if value is String { return try nonEmptyString(expected) }
         guard value is [String: Any] else { throw mismatch(expected) }
@@ -75,32 +78,15 @@ struct JSONNode {
         guard let f = obj["file"] else { throw error("expected {\"file\": \"/path\"}: the file key is missing") }
         let path = try f.nonEmptyString("an absolute file path")
         guard path.hasPrefix("/") else { throw f.error("expected an absolute file path, found \"\(path)\"") }
-        return try f.readSecretFile(path)
-    }
-
-    /// The largest secret file read: 64 KiB (a password, a secret or a token is far smaller).
-    static let maximumSecretFileBytes = 65_536
-
-    private func readSecretFile(_ path: String) throws(ConfigError) -> String {
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            let reason = FileManager.default.fileExists(atPath: path) ? "permission denied" : "no such file"
-            throw error("cannot read \(path): \(reason)")
+        var bytes: [UInt8]
+        switch files.read(path) {
+        case .success(let b): bytes = b
+        case .failure(let problem): throw f.error("cannot read \(path): \(problem.reason)")
         }
-        defer { try? handle.close() }
-        let data: Data
-        do {
-            data = try handle.read(upToCount: Self.maximumSecretFileBytes + 1) ?? Data()
-        } catch {
-            throw self.error("cannot read \(path): \(error.localizedDescription)")
-        }
-        guard data.count <= Self.maximumSecretFileBytes else {
-            throw error("\(path) is larger than \(Self.maximumSecretFileBytes) bytes; expected a secret")
-        }
-        var bytes = [UInt8](data)
         if bytes.last == 0x0A { bytes.removeLast(); if bytes.last == 0x0D { bytes.removeLast() } }
-        guard !bytes.isEmpty else { throw error("\(path) is empty; expected the secret") }
+        guard !bytes.isEmpty else { throw f.error("\(path) is empty; expected the secret") }
         let text = String(decoding: bytes, as: UTF8.self)
-        guard text.utf8.elementsEqual(bytes) else { throw error("\(path) is not UTF-8 text") }
+        guard text.utf8.elementsEqual(bytes) else { throw f.error("\(path) is not UTF-8 text") }
         return text
     }
 
@@ -165,7 +151,7 @@ struct JSONObject {
 
     /// The member, or nil when the key is absent.
     subscript(key: String) -> JSONNode? {
-        members[key].map { JSONNode(value: $0, path: node.child(key), source: node.source) }
+        members[key].map { JSONNode(value: $0, path: node.child(key), source: node.source, files: node.files) }
     }
 
     /// The member, or nil when the key is absent or null.
@@ -179,4 +165,24 @@ extension TernConfig {
     /// A JSONSerialization value as an Int when it is a JSON integer: not a boolean, and not written
     /// with a fraction or an exponent (the config's rule, for other JSON readers of Tern).
     public static func jsonInteger(_ value: Any) -> Int? { JSONNode.integerValue(value) }
+}
+
+/// How the config parser gets the content of a secret file: the executable passes one that reads
+/// the file system (`ConfigFile`), tests pass their own; the parser reads no file itself.
+public struct SecretFileReader: Sendable {
+    /// Why a file could not be read ("no such file", "permission denied", ...).
+    public struct Problem: Error, Sendable {
+        public var reason: String
+        public init(_ reason: String) { self.reason = reason }
+    }
+
+    public let read: @Sendable (String) -> Result<[UInt8], Problem>
+
+    public init(_ read: @escaping @Sendable (String) -> Result<[UInt8], Problem>) { self.read = read }
+
+    /// Refuses every file: a config parsed from bytes alone cannot name secret files.
+    public static let none = SecretFileReader { _ in .failure(Problem("secret files are not read here (the config was not loaded from a file)")) }
+
+    /// The largest secret file read: 64 KiB (a password, a secret or a token is far smaller).
+    public static let maximumBytes = 65_536
 }

@@ -19,14 +19,16 @@ extension TernConfig {
     static let ioKeys = ["eventLoop", "lingerMicroseconds", "receiveBuffer", "sendBuffer", "relayReceiveBuffer", "relaySendBuffer", "gso"]
     static let logKeys = ["level"]
 
-    /// Parses a JSON config document. `source` names it in errors (usually the file path).
-    public static func parse(json: Data, source: String) throws(ConfigError) -> TernConfig {
-        try parse(json: [UInt8](json), source: source)
+    /// Parses a JSON config document. `source` names it in errors (usually the file path); `files`
+    /// reads the secret files it names.
+    public static func parse(json: Data, source: String, files: SecretFileReader = .none) throws(ConfigError) -> TernConfig {
+        try parse(json: [UInt8](json), source: source, files: files)
     }
 
-    /// Parses a JSON config document. `source` names it in errors (usually the file path).
-    public static func parse(json: [UInt8], source: String) throws(ConfigError) -> TernConfig {
-        let root = JSONNode(value: try jsonTree(json, source: source), path: "", source: source)
+    /// Parses a JSON config document. `source` names it in errors (usually the file path); `files`
+    /// reads the secret files it names.
+    public static func parse(json: [UInt8], source: String, files: SecretFileReader = .none) throws(ConfigError) -> TernConfig {
+        let root = JSONNode(value: try jsonTree(json, source: source), path: "", source: source, files: files)
         guard root.value is [String: Any] else {
             throw root.error("expected a JSON object at the top level, found \(JSONNode.describe(root.value))")
         }
