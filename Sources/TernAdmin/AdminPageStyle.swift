@@ -43,6 +43,7 @@ enum AdminPageStyle {
   header .spacer { flex: 1; }
   .pill { display: inline-flex; align-items: center; gap: 6px; padding: 4px 10px; border-radius: 999px; font-size: 12px;
           font-weight: 600; border: 1px solid var(--panel-border); background: #1b2130; }
+  [hidden] { display: none !important; }
   .pill .dot { width: 8px; height: 8px; border-radius: 50%; background: var(--muted); }
   .pill.ok .dot { background: var(--accent2); box-shadow: 0 0 8px var(--accent2); }
   .pill.warn .dot { background: var(--warn); box-shadow: 0 0 8px var(--warn); }

@@ -18,6 +18,7 @@ enum DashboardPage {
   <div class="spacer"></div>
   <span class="pill" id="ready"><span class="dot"></span><span>connecting</span></span>
   <span class="pill" id="draining"><span class="dot"></span><span>…</span></span>
+  <span class="pill" id="relayAddress" hidden><span class="dot"></span><span>…</span></span>
   <a class="meta" href="selftest">Self-test</a>
 </header>
 <main>
@@ -108,7 +109,18 @@ function draw() {
 function render(s) {
   $("version").textContent = "version " + s.version;
   $("uptime").textContent = "uptime " + uptime(s.uptimeSeconds);
-  pill($("ready"), s.ready ? "ok" : "bad", s.ready ? "ready" : "not ready");
+  const ext = s.externalAddresses || [];
+  const unsettled = ext.filter(e => !["configured", "discovered", "direct"].includes(e.state));
+  const why = s.draining ? "draining" : s.atCapacity ? "at capacity" : unsettled.length ? "relay address " + unsettled[0].state.replace(/_/g, " ") : "";
+  pill($("ready"), s.ready ? "ok" : "bad", s.ready ? "ready" : "not ready" + (why ? ": " + why : ""));
+  const relay = $("relayAddress");
+  relay.hidden = ext.length === 0;
+  if (ext.length) {
+    const text = ext.map(e => e.advertised ? `relay ${e.advertised} (${e.state === "configured" ? "configured" : "discovered via " + e.source})`
+      : e.state === "direct" ? `relay ${e.family}: no NAT` : `relay ${e.family}: ${e.state.replace(/_/g, " ")} via ${e.source}`).join(" · ");
+    pill(relay, unsettled.length ? "bad" : "ok", text);
+    relay.title = ext.map(e => e.error || "").filter(x => x).join("\n");
+  }
   pill($("draining"), s.draining ? "warn" : "ok", s.draining ? "draining" : "accepting allocations");
   $("allocActive").textContent = fmt(s.allocations.active);
   $("allocCreated").textContent = "created " + fmt(s.allocations.created) + " · ended " + fmt(Object.values(s.allocations.ended || {}).reduce((a, b) => a + b, 0));
