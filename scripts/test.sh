@@ -45,6 +45,14 @@ swift test "$@"
 # CI, 20 s locally (FUZZ_SECONDS overrides). A crash fails the run and leaves its input in
 # Fuzz/Regressions/, which the suite above replays from then on.
 if [ $# -eq 0 ]; then
+    # The deployments: the Kubernetes manifests (kubernetes-validate, cross-checks, and the
+    # ConfigMap's config through this build's `tern check-config`), always; the Debian package
+    # (release build, lintian, install/serve/purge in a fresh debootstrap'ed Debian 12 root) in CI,
+    # locally with PACKAGE_TEST=1 (a few minutes: the release build and, the first time, debootstrap).
+    TERN_BIN="$(swift build --show-bin-path)/tern" scripts/validate-kubernetes.sh
+    if [ "${CI:-}" = "true" ] || [ "${PACKAGE_TEST:-0}" = "1" ]; then
+        scripts/test-deb.sh
+    fi
     if [ "${CI:-}" = "true" ]; then default_fuzz=60; else default_fuzz=20; fi
     Fuzz/run.sh "${FUZZ_SECONDS:-$default_fuzz}"
     # Unit and integration tests under ASan (+LeakSanitizer) and TSan: always in CI (about 20
