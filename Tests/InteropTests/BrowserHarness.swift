@@ -77,13 +77,15 @@ enum BrowserHarness {
     /// - `--use-fake-device-for-media-stream` / `--use-fake-ui-for-media-stream`: getUserMedia gets a
     ///   synthetic camera (a moving test pattern) without a permission prompt.
     /// - `--allow-loopback-in-peer-connection`: lets WebRTC use the loopback interface, so the
-    ///   TURN server on 127.0.0.1 is reachable on a host whose only network is `lo`.
-    static func chromiumArguments(userDataDir: String) -> [String] {
+    ///   TURN server on 127.0.0.1 is reachable on a host whose only network is `lo`. Left out with
+    ///   `loopback` false (a browser in a network namespace with a real link: on `lo` its TURN
+    ///   requests to a non-loopback server only fail, with icecandidateerror 701).
+    static func chromiumArguments(userDataDir: String, loopback: Bool = true) -> [String] {
         [
             "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
             "--no-first-run", "--no-default-browser-check", "--disable-extensions",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--allow-loopback-in-peer-connection",
+        ] + (loopback ? ["--allow-loopback-in-peer-connection"] : []) + [
             "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
             "--autoplay-policy=no-user-gesture-required",
             "--user-data-dir=\(userDataDir)",
@@ -91,7 +93,8 @@ enum BrowserHarness {
     }
 
     /// Runs `body` with a fresh Chromium session (chromedriver and the browser end afterwards).
-    static func withSession<T>(home: String? = nil, _ body: (WebDriverSession) throws -> T) throws -> T {
+    /// `netns`: chromedriver and Chromium run in that network namespace (`ip netns`).
+    static func withSession<T>(home: String? = nil, netns: String? = nil, _ body: (WebDriverSession) throws -> T) throws -> T {
         guard let browser = browserPath, let driver = driverPath else {
             throw BrowserHarnessError("chromium or chromedriver not installed")
         }
@@ -100,7 +103,7 @@ enum BrowserHarness {
         let chrome: ChromeDriver
         while true {
             do {
-                chrome = try ChromeDriver(path: driver, home: home)
+                chrome = try ChromeDriver(path: driver, home: home, netns: netns)
                 break
             } catch {
                 attempt += 1
@@ -122,9 +125,13 @@ enum BrowserHarness {
     /// once both peers finished gathering, instead of waiting for a connection.
     /// `home`: a HOME for chromedriver and Chromium (Chromium on Linux reads the NSS certificate
     /// database from `$HOME/.pki/nssdb`, which is how a test makes it trust a `turns:` certificate).
+    /// `netns`: run chromedriver and Chromium in that network namespace (`ip netns add`), the page
+    /// served on that namespace's 127.0.0.1 (a secure context there), WebDriver reached through a
+    /// socket made in it; nil: this process's own network. Chromium looks a name up before its first
+    /// navigation: the namespace needs a resolver that fails fast (/etc/netns/NAME/resolv.conf).
     static func runRelayTest(iceServers: String, timeout: TimeInterval = 30, expectConnection: Bool = true,
                              messages: Int = 50, minFramesDecoded: Int = 30, video: Bool = true,
-                             home: String? = nil) throws -> BrowserRelayResult {
+                             home: String? = nil, netns: String? = nil) throws -> BrowserRelayResult {
         guard let data = iceServers.data(using: .utf8),
               (try? JSONSerialization.jsonObject(with: data)) is [Any] else {
             throw BrowserHarnessError("iceServers is not a JSON array: \(iceServers)")
@@ -134,9 +141,9 @@ enum BrowserHarness {
         func mark(_ what: String) {
             if trace { FileHandle.standardError.write(Data(String(format: "browser harness: %6.3f s %@\n", Date().timeIntervalSince(t0), what).utf8)) }
         }
-        let server = try BrowserPage.Server()
+        let server = try BrowserPage.Server(netns: netns)
         defer { server.stop(); mark("page server stopped") }
-        return try withSession(home: home) { session in
+        return try withSession(home: home, netns: netns) { session in
             mark("session created")
 
             try session.navigate(server.url)

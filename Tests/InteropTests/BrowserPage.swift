@@ -180,9 +180,11 @@ enum BrowserPage {
         private var acceptThread: Thread?
         private let body: [UInt8]
 
-        init(html: String = BrowserPage.html) throws {
+        /// `netns`: listen on 127.0.0.1 of that network namespace (where Chromium runs) instead of this process's.
+        init(html: String = BrowserPage.html, netns: String? = nil) throws {
             body = Array(html.utf8)
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            let fd = try netns.map { try NetworkNamespace.socket(in: $0, AF_INET, Int32(SOCK_STREAM.rawValue)) }
+                ?? socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             guard fd >= 0 else { throw BrowserHarnessError("page server: socket() failed, errno \(errno)") }
             var one: Int32 = 1
             setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))

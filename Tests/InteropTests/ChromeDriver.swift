@@ -10,14 +10,24 @@ final class ChromeDriver {
     let process = Process()
     let port: UInt16
     let base: URL
+    /// The network namespace chromedriver (and so Chromium) runs in, or nil for this process's own.
+    let netns: String?
     private let logURL: URL
 
-    init(path: String, home: String? = nil) throws {
-        port = try Self.freeLoopbackPort()
+    /// `netns`: run chromedriver in that network namespace (`ip netns exec`), on its 127.0.0.1.
+    init(path: String, home: String? = nil, netns: String? = nil) throws {
+        self.netns = netns
+        port = try Self.freeLoopbackPort(netns: netns)
         base = URL(string: "http://127.0.0.1:\(port)")!
         logURL = FileManager.default.temporaryDirectory.appendingPathComponent("tern-chromedriver-\(UUID().uuidString).log")
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = ["--port=\(port)", "--log-path=\(logURL.path)"]
+        if let netns {
+            // `ip netns exec` execs the command: the process is chromedriver itself.
+            process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+            process.arguments = ["netns", "exec", netns, path, "--port=\(port)", "--log-path=\(logURL.path)"]
+        } else {
+            process.executableURL = URL(fileURLWithPath: path)
+            process.arguments = ["--port=\(port)", "--log-path=\(logURL.path)"]
+        }
         if let home {
             var env = ProcessInfo.processInfo.environment
             env["HOME"] = home
@@ -30,7 +40,7 @@ final class ChromeDriver {
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
             if !process.isRunning { break }
-            if let (status, json) = try? WebDriverHTTP.request("GET", base.appendingPathComponent("status"), timeout: 2),
+            if let (status, json) = try? WebDriverHTTP.request("GET", base.appendingPathComponent("status"), timeout: 2, netns: netns),
                status == 200, ((json?["value"] as? [String: Any])?["ready"] as? Bool) == true {
                 return
             }
@@ -57,12 +67,12 @@ final class ChromeDriver {
                     "timeouts": ["script": 10_000, "pageLoad": 15_000],
                     "goog:chromeOptions": [
                         "binary": browser,
-                        "args": BrowserHarness.chromiumArguments(userDataDir: userDataDir.path),
+                        "args": BrowserHarness.chromiumArguments(userDataDir: userDataDir.path, loopback: netns == nil),
                     ] as [String: Any],
                 ] as [String: Any],
             ],
         ]
-        let (status, json) = try WebDriverHTTP.request("POST", base.appendingPathComponent("session"), body: body, timeout: 30)
+        let (status, json) = try WebDriverHTTP.request("POST", base.appendingPathComponent("session"), body: body, timeout: 30, netns: netns)
         let value = json?["value"] as? [String: Any]
         guard status == 200, let id = value?["sessionId"] as? String else {
             try? FileManager.default.removeItem(at: userDataDir)
@@ -70,7 +80,7 @@ final class ChromeDriver {
         }
         let browserPID = ((value?["capabilities"] as? [String: Any])?["goog:processID"] as? NSNumber)?.int32Value
         return WebDriverSession(base: base.appendingPathComponent("session").appendingPathComponent(id),
-                                browserPID: browserPID, userDataDir: userDataDir)
+                                browserPID: browserPID, userDataDir: userDataDir, netns: netns)
     }
 
     /// chromedriver's own /shutdown, then SIGTERM, then SIGKILL, each with a bounded wait; removes the log.
@@ -83,7 +93,7 @@ final class ChromeDriver {
             return !process.isRunning
         }
         if process.isRunning {
-            _ = try? WebDriverHTTP.request("GET", base.appendingPathComponent("shutdown"), timeout: 2)
+            _ = try? WebDriverHTTP.request("GET", base.appendingPathComponent("shutdown"), timeout: 2, netns: netns)
             if !waitExit(2) {
                 kill(process.processIdentifier, SIGTERM)
                 if !waitExit(1) { kill(process.processIdentifier, SIGKILL) }
@@ -93,9 +103,11 @@ final class ChromeDriver {
         try? FileManager.default.removeItem(at: logURL)
     }
 
-    /// A port the kernel just handed out for 127.0.0.1 (bound, read, released: a tiny race, fine here).
-    static func freeLoopbackPort() throws -> UInt16 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    /// A port the kernel just handed out for 127.0.0.1 (bound, read, released: a tiny race, fine here),
+    /// in the network namespace `netns` when given.
+    static func freeLoopbackPort(netns: String? = nil) throws -> UInt16 {
+        let fd = try netns.map { try NetworkNamespace.socket(in: $0, AF_INET, Int32(SOCK_STREAM.rawValue)) }
+            ?? socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw BrowserHarnessError("socket() failed") }
         defer { close(fd) }
         var addr = sockaddr_in()
@@ -117,23 +129,26 @@ final class WebDriverSession {
     let base: URL
     let browserPID: Int32?
     let userDataDir: URL
+    /// The network namespace chromedriver runs in (its 127.0.0.1 is where requests go).
+    let netns: String?
     private var deleted = false
 
-    init(base: URL, browserPID: Int32?, userDataDir: URL) {
+    init(base: URL, browserPID: Int32?, userDataDir: URL, netns: String? = nil) {
         self.base = base
         self.browserPID = browserPID
         self.userDataDir = userDataDir
+        self.netns = netns
     }
 
     func navigate(_ url: String) throws {
-        let (status, json) = try WebDriverHTTP.request("POST", base.appendingPathComponent("url"), body: ["url": url], timeout: 20)
+        let (status, json) = try WebDriverHTTP.request("POST", base.appendingPathComponent("url"), body: ["url": url], timeout: 20, netns: netns)
         guard status == 200 else { throw BrowserHarnessError("navigate to \(url) failed (HTTP \(status)): \(json ?? [:])") }
     }
 
     /// WebDriver "Execute Script" (synchronous): returns the script's JSON-able return value.
     func execute(_ script: String, _ args: [Any]) throws -> Any? {
         let (status, json) = try WebDriverHTTP.request("POST", base.appendingPathComponent("execute/sync"),
-                                                       body: ["script": script, "args": args], timeout: 15)
+                                                       body: ["script": script, "args": args], timeout: 15, netns: netns)
         guard status == 200 else { throw BrowserHarnessError("execute script failed (HTTP \(status)): \(json ?? [:])") }
         let value = json?["value"]
         return value is NSNull ? nil : value
@@ -141,7 +156,7 @@ final class WebDriverSession {
 
     /// A PNG of the viewport (WebDriver "Take Screenshot").
     func screenshot() throws -> Data {
-        let (status, json) = try WebDriverHTTP.request("GET", base.appendingPathComponent("screenshot"), timeout: 20)
+        let (status, json) = try WebDriverHTTP.request("GET", base.appendingPathComponent("screenshot"), timeout: 20, netns: netns)
         guard status == 200, let b64 = json?["value"] as? String, let png = Data(base64Encoded: b64) else {
             throw BrowserHarnessError("screenshot failed (HTTP \(status))")
         }
@@ -151,7 +166,7 @@ final class WebDriverSession {
     /// Sets the window size (WebDriver "Set Window Rect").
     func setWindowSize(width: Int, height: Int) throws {
         let (status, json) = try WebDriverHTTP.request("POST", base.appendingPathComponent("window/rect"),
-                                                       body: ["width": width, "height": height], timeout: 10)
+                                                       body: ["width": width, "height": height], timeout: 10, netns: netns)
         guard status == 200 else { throw BrowserHarnessError("set window rect failed (HTTP \(status)): \(json ?? [:])") }
     }
 
@@ -173,7 +188,7 @@ final class WebDriverSession {
     func delete() {
         guard !deleted else { return }
         deleted = true
-        _ = try? WebDriverHTTP.request("DELETE", base, timeout: 10)
+        _ = try? WebDriverHTTP.request("DELETE", base, timeout: 10, netns: netns)
         if let pid = browserPID, pid > 0 {
             let deadline = Date().addingTimeInterval(3)
             while Self.isAlive(pid) && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }

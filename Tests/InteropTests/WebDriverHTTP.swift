@@ -10,8 +10,10 @@ import Glibc
 /// toolchain's FoundationNetworking rejects it and fails every request with NSURLErrorDomain -1,
 /// "Failed writing header" (fixed upstream by swift-corelibs-foundation PR #5527).
 enum WebDriverHTTP {
+    /// `netns`: the named network namespace (`ip netns`) whose 127.0.0.1 the request goes to (a
+    /// chromedriver running there); nil: this process's own.
     static func request(_ method: String, _ url: URL, body: [String: Any]? = nil,
-                        timeout: TimeInterval) throws -> (status: Int, json: [String: Any]?) {
+                        timeout: TimeInterval, netns: String? = nil) throws -> (status: Int, json: [String: Any]?) {
         guard url.scheme == "http", let port = url.port, url.host == "127.0.0.1" else {
             throw BrowserHarnessError("WebDriverHTTP only talks to http://127.0.0.1:<port>, not \(url)")
         }
@@ -23,7 +25,8 @@ enum WebDriverHTTP {
         head += "\r\n"
         let requestBytes = Array(head.utf8) + Array(payload)
 
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = try netns.map { try NetworkNamespace.socket(in: $0, AF_INET, Int32(SOCK_STREAM.rawValue)) }
+            ?? socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw BrowserHarnessError("socket() failed, errno \(errno)") }
         defer { close(fd) }
         let flags = fcntl(fd, F_GETFL)
@@ -103,5 +106,34 @@ enum WebDriverHTTP {
             return i + 4
         }
         return nil
+    }
+}
+
+/// Sockets in a named network namespace (`ip netns add NAME`, /var/run/netns/NAME), made by a
+/// short-lived thread that enters the namespace (setns is per thread for network namespaces), so
+/// the rest of the process stays where it is. A socket keeps the namespace it was made in: this
+/// process can then listen on, or connect to, that namespace's own 127.0.0.1.
+enum NetworkNamespace {
+    /// setns(2): glibc declares it only under _GNU_SOURCE, which Swift's Glibc module does not set.
+    @_silgen_name("setns") private static func setns(_ fd: Int32, _ nstype: Int32) -> Int32
+
+    static func socket(in name: String, _ domain: Int32, _ type: Int32) throws -> Int32 {
+        final class Box: @unchecked Sendable { var fd: Int32 = -1; var error: String? }
+        let box = Box()
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            defer { done.signal() }
+            let ns = open("/var/run/netns/\(name)", O_RDONLY | O_CLOEXEC)
+            guard ns >= 0 else { box.error = "open /var/run/netns/\(name): errno \(errno)"; return }
+            defer { close(ns) }
+            // CLONE_NEWNET; the thread ends right after, so it never has to switch back.
+            guard setns(ns, 0x4000_0000) == 0 else { box.error = "setns \(name): errno \(errno)"; return }
+            box.fd = Glibc.socket(domain, type, 0)
+            if box.fd < 0 { box.error = "socket() in \(name): errno \(errno)" }
+        }
+        thread.start()
+        guard done.wait(timeout: .now() + 5) == .success else { throw BrowserHarnessError("entering network namespace \(name) timed out") }
+        if let error = box.error { throw BrowserHarnessError(error) }
+        return box.fd
     }
 }
