@@ -11,12 +11,15 @@ import TernIO
 /// (1 s doubling to a minute) until it succeeds. Every change is handed to `onChange` with the
 /// status of each family; the runner owns no server state.
 final class DiscoveryRunner: @unchecked Sendable {
+    /// Runs the attempts, one at a time (each blocks for at most a few seconds).
     private let queue = DispatchQueue(label: "tern.discovery")
+    /// Guards `generation` and `statuses`: a reload never waits for an attempt in progress.
+    private let lock = NSLock()
     private let logger: Logger
     private let onChange: @Sendable ([ExternalAddressStatus]) -> Void
     /// Bumped by every restart: attempts of an older generation stop.
     private var generation = 0
-    /// Status per family, in family order (under `queue`).
+    /// Status per family (under `lock`).
     private var statuses: [AddressFamily: ExternalAddressStatus] = [:]
 
     /// The longest wait between attempts.
@@ -56,33 +59,28 @@ final class DiscoveryRunner: @unchecked Sendable {
 
     /// Starts (or restarts, on reload) discovery for `relay`; reports the initial statuses at once.
     func restart(_ relay: RelayConfig) {
-        queue.sync {
+        let (g, list, current) = lock.withLock { () -> (Int, [ExternalAddressStatus], [AddressFamily: ExternalAddressStatus]) in
             generation += 1
             statuses = Self.initial(relay, previous: statuses)
-            report()
-            for family in [AddressFamily.ipv4, .ipv6] where Self.discovers(family, relay) {
-                if statuses[family]?.state == .configured { continue }
-                let g = generation
-                queue.async { [self] in attempt(family, relay, generation: g, backoff: 1) }
-            }
+            return (generation, ordered, statuses)
+        }
+        onChange(list)
+        for family in [AddressFamily.ipv4, .ipv6] where Self.discovers(family, relay) && current[family]?.state != .configured {
+            queue.async { [self] in attempt(family, relay, generation: g, backoff: 1) }
         }
     }
 
-    private func report() {
-        let list = [AddressFamily.ipv4, .ipv6].compactMap { statuses[$0] }
-        onChange(list)
-    }
+    /// The statuses in family order (under `lock`).
+    private var ordered: [ExternalAddressStatus] { [AddressFamily.ipv4, .ipv6].compactMap { statuses[$0] } }
 
     /// One attempt on the queue; a failure schedules the next, doubling the wait up to a minute.
     private func attempt(_ family: AddressFamily, _ relay: RelayConfig, generation: Int, backoff: Int) {
-        guard generation == self.generation else { return }
+        guard lock.withLock({ generation == self.generation }) else { return }
         let bind = (family == .ipv4 ? relay.ipv4 : relay.ipv6) ?? (family == .ipv4 ? .anyV4 : .anyV6)
         let outcome = ExternalAddressDiscovery.discover(family: family, bindIP: bind, portRange: relay.portRange,
                                                         servers: relay.discoverExternal,
                                                         hostAddresses: Posix.interfaceAddresses())
-        guard generation == self.generation else { return }
         let status = outcome.status(family: family)
-        let previous = statuses[family]
         switch outcome {
         case .oneToOne(_, let mapped, let server):
             logger.info("relay address discovered: behind a 1:1 NAT, advertising \(mapped.ip)",
@@ -97,11 +95,17 @@ final class DiscoveryRunner: @unchecked Sendable {
             logger.warning("relay address discovery failed: \(status.error ?? "")",
                            metadata: ["family": "\(status.family)", "server": "\(status.source)", "retry": "\(backoff)s"])
         }
-        if outcome.succeeded || previous.map({ $0.state != .discovered && $0.state != .direct }) ?? true {
-            // A reload's failed re-discovery keeps the address found before.
+        let changed = lock.withLock { () -> [ExternalAddressStatus]? in
+            guard generation == self.generation else { return nil }
+            let previous = statuses[family]
+            // A reload's re-discovery that gets no answer keeps the address found before; a NAT
+            // that now changes ports does not (relaying through it would break).
+            if case .failed = outcome, let p = previous, p.state == .discovered || p.state == .direct { return nil }
             statuses[family] = status
-            if status != previous { report() }
+            return status != previous ? ordered : nil
         }
+        if let changed { onChange(changed) }
+        guard lock.withLock({ generation == self.generation }) else { return }
         guard !outcome.succeeded else { return }
         queue.asyncAfter(deadline: .now() + .seconds(backoff)) { [self] in
             attempt(family, relay, generation: generation, backoff: min(backoff * 2, Self.maximumBackoff))

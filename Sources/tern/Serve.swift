@@ -103,14 +103,16 @@ final class ServerRunner: @unchecked Sendable {
     /// TURN is served only with credentials configured: an open relay is never the default. `own`:
     /// the server's own endpoints, which the peer policy refuses or admits (relay loops).
     static func turnContext(_ settings: TernConfig, shared: SharedTurnState, nonces: NonceIssuer,
-                            own: PeerPolicy.OwnEndpoints = .init()) -> TurnContext? {
+                            own: PeerPolicy.OwnEndpoints = .init(), withheld: Set<AddressFamily> = []) -> TurnContext? {
         guard !settings.auth.users.isEmpty || !settings.auth.secrets.isEmpty else { return nil }
+        var turnSettings = TurnSettings(config: settings)
+        turnSettings.withheldFamilies = withheld
         return TurnContext(
             realm: settings.realm,
             credentials: CredentialStore(realm: settings.realm, users: settings.auth.users, secrets: settings.auth.secrets),
             nonces: nonces,
             policy: PeerPolicy(settings.peers).with(own),
-            settings: TurnSettings(config: settings),
+            settings: turnSettings,
             shared: shared)
     }
 
@@ -251,9 +253,11 @@ final class ServerRunner: @unchecked Sendable {
     /// context every worker answers with (XOR-RELAYED-ADDRESS, the peer policy with the server's own
     /// endpoints) and the URLs `POST /credentials` hands out.
     private func applyAdvertised(_ config: TernConfig) {
-        let advertised = config.withDiscovered(server.externalAddresses)
+        let statuses = server.externalAddresses
+        let advertised = config.withDiscovered(statuses)
+        let withheld = Set(statuses.filter { !$0.state.isSettled }.map { $0.family == "ipv6" ? AddressFamily.ipv6 : .ipv4 })
         server.updateTurn(Self.turnContext(advertised, shared: shared, nonces: nonces,
-                                           own: server.ownEndpoints(admin: adminAddress)))
+                                           own: server.ownEndpoints(admin: adminAddress), withheld: withheld))
         issuer.update(secret: advertised.auth.secrets.first,
                       urls: advertised.effectivePublicURLs(hostAddresses: Posix.interfaceAddresses()).map(\.description))
     }

@@ -63,8 +63,10 @@ struct SecretFileReloadTests {
         #expect(before["state"] as? String == "failed", "\(before)")
         #expect(before["source"] as? String == "127.0.0.1:\(silentPort)")
         #expect(httpRequest(admin, "/stats")?.status == 401)
-        // TURN works meanwhile with the secret from the file (readiness only steers new clients away).
-        #expect(try probe(server, secret: secretA).status == 0)
+        // The secret from the file authenticates, but no relay address is handed out while the
+        // public one is unknown: 440, not an address nobody outside could reach.
+        let early = try probe(server, secret: secretA)
+        #expect(early.status == 1 && early.output.contains("440"), "\(early.output)")
 
         // Rotate both files, point discovery at the live server, reload.
         try write("turn-secret", secretB + "\n")

@@ -167,6 +167,38 @@ struct AllocateTests {
         #expect(h.relays.openCount == 1)
     }
 
+    @Test("A family whose public relay address is undiscovered (relay.discoverExternal) gets 440 before any quota or socket; a dual request keeps the other family")
+    func withheldFamily() throws {
+        let h = TurnHarness()
+        func withholding(_ families: Set<AddressFamily>) {
+            var settings = h.turn.settings
+            settings.withheldFamilies = families
+            h.handler.reconfigure(turn: TurnContext(realm: h.turn.realm, credentials: h.turn.credentials, nonces: h.turn.nonces,
+                                                    policy: h.turn.policy, settings: settings, shared: h.turn.shared))
+        }
+        withholding([.ipv4])
+        let refused = h.client().allocate()
+        #expect(refused.code == 440)
+        #expect(refused?.errorCode?.reason.contains("not discovered") == true)
+        #expect(h.relays.openCount == 0)
+        #expect(h.turn.shared.allocationCount == 0, "no quota taken")
+        #expect(h.client("198.51.100.1:40001").allocate([.requestedAddressFamily(.ipv6)]).isSuccess)
+        // IPv6 withheld: a dual request gets its IPv4 relay and ADDRESS-ERROR-CODE 440 for IPv6.
+        withholding([.ipv6])
+        let c = h.client("198.51.100.1:40002")
+        let dual = try #require(c.allocate([.additionalAddressFamily(.ipv6)]))
+        #expect(dual.isSuccess)
+        #expect(c.relayed(dual).map(\.ip.family) == [.ipv4])
+        guard case .addressErrorCode(let family, let code, _)? = dual.first(.addressErrorCode) else {
+            Issue.record("no ADDRESS-ERROR-CODE"); return
+        }
+        #expect(family == .ipv6 && code == 440)
+        // Settled again: both.
+        withholding([])
+        let both = h.client("198.51.100.1:40003")
+        #expect(both.relayed(both.allocate([.additionalAddressFamily(.ipv6)])).count == 2)
+    }
+
     @Test("Forbidden combinations are 400 (RFC 8656 section 7.2)")
     func combinations() {
         let h = TurnHarness()

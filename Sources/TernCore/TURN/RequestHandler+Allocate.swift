@@ -135,6 +135,14 @@ extension RequestHandler {
             }
             return fail(508, "Server is draining")
         }
+        // A relay address behind a NAT that is not known yet, or not 1:1 (`relay.discoverExternal`):
+        // nothing is advertised in its name, so no relay of that family is handed out (440, as for a
+        // family the server does not offer, RFC 8656 section 7.2); a dual request keeps the other.
+        if turn.settings.withheldFamilies.contains(family) {
+            return fail(440, "Relay address of this family not discovered yet")
+        }
+        if let a = additional, turn.settings.withheldFamilies.contains(a) { additional = nil }
+        let additionalWithheld = additionalFamilyByte != nil && additional == nil
         // Rate and quotas (486, or 508 for the server's total) before any socket is opened. A port
         // held for EVEN-PORT's R bit counts as one more allocation, for every quota, while it lives;
         // redeeming a RESERVATION-TOKEN passes the reservation's count to the new allocation.
@@ -162,7 +170,7 @@ extension RequestHandler {
         }
         var relays: [RelaySlot] = []
         var reservationToken: UInt64? = nil
-        var additionalError: Int? = nil
+        var additionalError: Int? = additionalWithheld ? 440 : nil
         let advertised = turn.settings.advertised
         if let reserved = redeemed {
             let opened = relayIO.adoptReserved(reserved, dontFragment: dontFragment)

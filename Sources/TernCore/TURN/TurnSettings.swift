@@ -8,6 +8,9 @@ public struct TurnSettings: Sendable {
     public var limits: LimitsConfig
     /// Relay addresses, among them the ones advertised behind 1:1 NAT (`relay.externalIPv4/6`).
     public var relay: RelayConfig
+    /// Families whose public relay address discovery has not settled (pending, failing, or a NAT
+    /// that is not 1:1): Allocate gets 440 for them rather than an address nobody outside can reach.
+    public var withheldFamilies: Set<AddressFamily> = []
 
     /// RFC 8656 section 9: a permission lasts 300 s.
     public static let permissionLifetime: UInt32 = 300
