@@ -95,18 +95,19 @@ final class DiscoveryRunner: @unchecked Sendable {
             logger.warning("relay address discovery failed: \(status.error ?? "")",
                            metadata: ["family": "\(status.family)", "server": "\(status.source)", "retry": "\(backoff)s"])
         }
-        let changed = lock.withLock { () -> [ExternalAddressStatus]? in
-            guard generation == self.generation else { return nil }
+        // Under the lock: whether this attempt is still current, and the statuses to report if it
+        // changed one.
+        let (current, changed) = lock.withLock { () -> (Bool, [ExternalAddressStatus]?) in
+            guard generation == self.generation else { return (false, nil) }
             let previous = statuses[family]
             // A reload's re-discovery that gets no answer keeps the address found before; a NAT
             // that now changes ports does not (relaying through it would break).
-            if case .failed = outcome, let p = previous, p.state == .discovered || p.state == .direct { return nil }
+            if case .failed = outcome, let p = previous, p.state == .discovered || p.state == .direct { return (true, nil) }
             statuses[family] = status
-            return status != previous ? ordered : nil
+            return (true, status != previous ? ordered : nil)
         }
         if let changed { onChange(changed) }
-        guard lock.withLock({ generation == self.generation }) else { return }
-        guard !outcome.succeeded else { return }
+        guard current, !outcome.succeeded else { return }
         queue.asyncAfter(deadline: .now() + .seconds(backoff)) { [self] in
             attempt(family, relay, generation: generation, backoff: min(backoff * 2, Self.maximumBackoff))
         }
@@ -124,5 +125,27 @@ extension TernConfig {
             if ip.family == .ipv6, c.relay.externalIPv6 == nil { c.relay.externalIPv6 = ip }
         }
         return c
+    }
+}
+
+extension Array where Element == ExternalAddressStatus {
+    /// The families whose relay address is not settled: Allocate gets 440 for them.
+    var withheldFamilies: Set<AddressFamily> {
+        Set(filter { !$0.state.isSettled }.map { $0.family == "ipv6" ? AddressFamily.ipv6 : .ipv4 })
+    }
+
+    /// The advertised relay addresses for systemd's STATUS= line (", relay ..."), empty when
+    /// neither discovery nor the config names one.
+    var statusLine: String {
+        let parts = map { s -> String in
+            switch s.state {
+            case .configured, .discovered: return "relay \(s.advertised ?? "?") (\(s.state == .configured ? "configured" : "discovered via \(s.source)"))"
+            case .direct: return "relay \(s.family) has no NAT (checked via \(s.source))"
+            case .pending: return "relay \(s.family) address: discovering via \(s.source)"
+            case .notOneToOne: return "relay \(s.family): NAT is not 1:1, nothing advertised"
+            case .failed: return "relay \(s.family) address: discovery failing (\(s.error ?? "no answer")), retrying"
+            }
+        }
+        return parts.isEmpty ? "" : ", " + parts.joined(separator: ", ")
     }
 }

@@ -70,20 +70,7 @@ final class ServerRunner: @unchecked Sendable {
     private var issuer = CredentialIssuer(secret: nil, urls: [])
     /// The one-line summary in systemd's STATUS=, from what is bound now (reloads change it).
     private var summary: String {
-        "\(server.bound.count) listeners (\(server.bound.map(\.description).joined(separator: ", "))), \(server.workers.count) workers, \(adminLine)\(relayLine)"
-    }
-    /// The advertised relay addresses in STATUS=, when discovery or the config names them.
-    private var relayLine: String {
-        let parts = server.externalAddresses.map { s -> String in
-            switch s.state {
-            case .configured, .discovered: return "relay \(s.advertised ?? "?") (\(s.state == .configured ? "configured" : "discovered via \(s.source)"))"
-            case .direct: return "relay \(s.family) has no NAT (checked via \(s.source))"
-            case .pending: return "relay \(s.family) address: discovering via \(s.source)"
-            case .notOneToOne: return "relay \(s.family): NAT is not 1:1, nothing advertised"
-            case .failed: return "relay \(s.family) address: discovery failing (\(s.error ?? "no answer")), retrying"
-            }
-        }
-        return parts.isEmpty ? "" : ", " + parts.joined(separator: ", ")
+        "\(server.bound.count) listeners (\(server.bound.map(\.description).joined(separator: ", "))), \(server.workers.count) workers, \(adminLine)\(server.externalAddresses.statusLine)"
     }
     /// Runs `relay.discoverExternal` (start and reload).
     private var discovery: DiscoveryRunner?
@@ -255,9 +242,8 @@ final class ServerRunner: @unchecked Sendable {
     private func applyAdvertised(_ config: TernConfig) {
         let statuses = server.externalAddresses
         let advertised = config.withDiscovered(statuses)
-        let withheld = Set(statuses.filter { !$0.state.isSettled }.map { $0.family == "ipv6" ? AddressFamily.ipv6 : .ipv4 })
         server.updateTurn(Self.turnContext(advertised, shared: shared, nonces: nonces,
-                                           own: server.ownEndpoints(admin: adminAddress), withheld: withheld))
+                                           own: server.ownEndpoints(admin: adminAddress), withheld: statuses.withheldFamilies))
         issuer.update(secret: advertised.auth.secrets.first,
                       urls: advertised.effectivePublicURLs(hostAddresses: Posix.interfaceAddresses()).map(\.description))
     }
