@@ -45,6 +45,13 @@ public final class PrometheusExporter: @unchecked Sendable {
         for (code, n) in s.allocations.refused {
             counter("tern_allocations_refused_total", "Allocate requests refused, by error code", [("code", code)], n)
         }
+        for reason in ["capacity", "drain"] {
+            counter("tern_allocate_redirects_total", "Allocate answered with 300 Try Alternate, by reason (cluster.capacity, drain)",
+                    [("reason", reason)], s.allocations.redirected[reason] ?? 0)
+        }
+        gauge("tern_allocations_capacity", "Live allocations at which Allocate is redirected and /readyz answers 503 (0: none)",
+              [], Double(s.allocations.capacity))
+        gauge("tern_at_capacity", "1 while live allocations are at or above tern_allocations_capacity", [], s.atCapacity ? 1 : 0)
         for (method, results) in s.requests {
             for (result, n) in results {
                 counter("tern_requests_total", "STUN/TURN requests answered, by method and result",
@@ -66,6 +73,13 @@ public final class PrometheusExporter: @unchecked Sendable {
         }
         for (transport, n) in s.connections {
             gauge("tern_connections_active", "Open client connections, by transport", [("transport", transport)], Double(n))
+        }
+        counter("tern_proxy_protocol_accepted_total", "Connections on PROXY protocol listeners whose header was read",
+                [], s.proxyProtocol["accepted"] ?? 0)
+        for reason in ["untrusted", "malformed", "missing"] {
+            counter("tern_proxy_protocol_rejected_total",
+                    "Connections on PROXY protocol listeners refused (source not trusted) or closed (header malformed, or missing)",
+                    [("reason", reason)], s.proxyProtocol[reason] ?? 0)
         }
         gauge("tern_relay_ports", "Relay ports in use by Tern and free in relay.portRange", [("state", "in_use")], Double(s.relayPorts.inUse))
         gauge("tern_relay_ports", "Relay ports in use by Tern and free in relay.portRange", [("state", "free")], Double(s.relayPorts.free))

@@ -116,7 +116,7 @@ struct ConfigErrorTests {
         #expect(e.path == "relm")
         #expect(e.source == "config.json")
         #expect(e.description ==
-            "config.json: relm: unknown key; expected one of realm, software, workers, listeners, relay, auth, peers, admin, log, limits, tls, drain, io, publicURLs, natBehavior")
+            "config.json: relm: unknown key; expected one of realm, software, workers, listeners, relay, auth, peers, admin, log, limits, tls, drain, io, publicURLs, natBehavior, cluster")
     }
 
     @Test func unknownNestedKey() throws {
@@ -128,7 +128,7 @@ struct ConfigErrorTests {
     @Test func unknownKeyInsideListener() throws {
         let e = try #require(parseError(#"{"listeners": [{"port": 1}, {"prot": 2}]}"#))
         #expect(e.path == "listeners[1].prot")
-        #expect(e.message == "unknown key; expected one of transport, address, port")
+        #expect(e.message == "unknown key; expected one of transport, address, port, proxyProtocol")
     }
 
     @Test func unknownKeysInEverySection() throws {

@@ -3,14 +3,14 @@ import Logging
 import STUN
 
 extension TernConfig {
-    static let topLevelKeys = ["realm", "software", "workers", "listeners", "relay", "auth", "peers", "admin", "log", "limits", "tls", "drain", "io", "publicURLs", "natBehavior"]
+    static let topLevelKeys = ["realm", "software", "workers", "listeners", "relay", "auth", "peers", "admin", "log", "limits", "tls", "drain", "io", "publicURLs", "natBehavior", "cluster"]
     static let tlsKeys = ["certificate", "privateKey", "handshakeTimeout"]
     static let limitsKeys = ["defaultLifetime", "maxLifetime", "allocationsPerUser", "allocationsPerIP", "allocationsTotal",
                               "allocationRatePerIP", "permissionsPerAllocation", "channelsPerAllocation",
                               "bandwidthPerAllocation", "bandwidthPerUser", "unauthenticatedRatePerIP", "bindingRatePerIP",
                               "handshakesInFlight", "streamIdleTimeout", "connectionsPerIP", "connectionsWithoutAllocation",
                               "streamQueueBytes"]
-    static let listenerKeys = ["transport", "address", "port"]
+    static let listenerKeys = ["transport", "address", "port", "proxyProtocol"]
     static let relayKeys = ["ipv4", "ipv6", "externalIPv4", "externalIPv6", "portRange", "discoverExternal"]
     static let authKeys = ["users", "secrets"]
     static let peerKeys = ["allow", "deny"]
@@ -91,6 +91,7 @@ extension TernConfig {
         if let n = obj["limits"] { config.limits = try parseLimits(n) }
         if let n = obj["tls"] { config.tls = try parseTLS(n) }
         if let n = obj["drain"] { config.drain = try parseDrain(n) }
+        if let n = obj.nonNull("cluster") { config.cluster = try parseCluster(n) }
         if let n = obj["io"] { config.io = try parseIO(n) }
         config.secretSources = secretSources(obj)
         // An endpoint that can end allocations is not opened to the network without a token.
@@ -154,12 +155,14 @@ extension TernConfig {
             if let a = obj["address"] { address = try a.ipAddress() }
             var port = transport.defaultPort
             if let p = obj["port"] { port = UInt16(try p.integer(in: 0...65535)) }
-            let listener = ListenerConfig(transport: transport, address: address, port: port)
+            var listener = ListenerConfig(transport: transport, address: address, port: port)
+            if let p = obj.nonNull("proxyProtocol") { listener.proxyProtocol = try parseProxyProtocol(p, transport: transport) }
             // Port 0 (ephemeral) listeners never collide with each other.
-            if port != 0, let first = firstIndex[listener] {
-                throw item.error("duplicate listener \(listener), same as listeners[\(first)]")
+            let key = ListenerConfig(transport: transport, address: address, port: port)
+            if port != 0, let first = firstIndex[key] {
+                throw item.error("duplicate listener \(key), same as listeners[\(first)]")
             }
-            firstIndex[listener] = result.count
+            firstIndex[key] = result.count
             result.append(listener)
         }
         return result

@@ -19,6 +19,8 @@ public struct TernConfig: Sendable, Equatable {
     public var limits: LimitsConfig = LimitsConfig()
     public var tls: TLSConfig = TLSConfig()
     public var drain: DrainConfig = DrainConfig()
+    /// Fleet settings: the alternates of 300 Try Alternate and the capacity that triggers it.
+    public var cluster: ClusterConfig = ClusterConfig()
     public var io: IOConfig = IOConfig()
     /// The `stun:`/`turn:`/`turns:` URLs clients use to reach this server (RFC 7064, RFC 7065), for
     /// `POST /credentials`, the dashboard and the self-test; nil derives them from the listeners

@@ -47,6 +47,8 @@ extension RequestHandler {
             }
         }
         s.allocations.active += allocations.count
+        s.allocations.redirected["capacity", default: 0] &+= t.redirectedCapacity
+        s.allocations.redirected["drain", default: 0] &+= t.redirectedDrain
         for (key, n) in active {
             let parts = key.split(separator: "/").map(String.init)
             if let i = s.allocations.activeBy.firstIndex(where: { $0.transport == parts[0] && $0.family == parts[1] }) {

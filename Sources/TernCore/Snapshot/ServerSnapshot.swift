@@ -6,11 +6,12 @@ import STUN
 public struct ServerSnapshot: Codable, Sendable, Equatable {
     public var version: String = ternVersion
     public var uptimeSeconds: UInt64 = 0
-    /// Every listener bound, not draining, below `limits.allocationsTotal`, and the public relay
+    /// Every listener bound, not draining, below the capacity, and the public relay
     /// address discovered where `relay.discoverExternal` asks for it (`/readyz`).
     public var ready = false
     public var draining = false
-    /// Live allocations have reached `limits.allocationsTotal` (new ones get 508; `/readyz` is 503).
+    /// Live allocations have reached the capacity (`cluster.capacity`, else `limits.allocationsTotal`):
+    /// new ones are redirected (300) or refused (508), and `/readyz` is 503.
     public var atCapacity = false
     /// The advertised relay address of each family: configured, discovered or pending
     /// (`relay.externalIPv4/6`, `relay.discoverExternal`). Empty when neither is set.
@@ -30,6 +31,10 @@ public struct ServerSnapshot: Codable, Sendable, Equatable {
     /// Open client connections by transport: tcp, tls, dtls.
     public var connections: [String: Int] = ["tcp": 0, "tls": 0, "dtls": 0]
     public var relayPorts = RelayPortFigures()
+    /// PROXY protocol listeners: connections whose header was read ("accepted"), and those refused
+    /// or closed, by reason: "untrusted" (source not in `trusted`), "malformed", "missing" (closed or
+    /// timed out before a complete header).
+    public var proxyProtocol: [String: UInt64] = ["accepted": 0, "untrusted": 0, "malformed": 0, "missing": 0]
     public var workers: [WorkerFigures] = []
     /// Per-user traffic; only when `admin.perUserMetrics` is on (label sets would grow without bound).
     public var users: [String: UserFigures]? = nil
@@ -92,6 +97,11 @@ public struct AllocationFigures: Codable, Sendable, Equatable {
     public var ended: [String: UInt64] = [:]
     /// Allocate requests refused, by error code.
     public var refused: [String: UInt64] = [:]
+    /// Allocate answered with 300 Try Alternate, by reason: capacity (`cluster.capacity`), drain.
+    public var redirected: [String: UInt64] = ["capacity": 0, "drain": 0]
+    /// Live allocations at which Allocate is redirected (`cluster.capacity`, else
+    /// `limits.allocationsTotal`); 0: no capacity set.
+    public var capacity = 0
     public init() {}
 }
 

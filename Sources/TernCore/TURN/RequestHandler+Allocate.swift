@@ -126,14 +126,22 @@ extension RequestHandler {
         }
 
         // Draining (SIGTERM): no new allocations. RFC 8656 section 7.2 lets the server redirect with
-        // 300 Try Alternate and ALTERNATE-SERVER (RFC 8489 section 10); without an alternate, 508.
+        // 300 Try Alternate and ALTERNATE-SERVER (RFC 8489 section 10): `drain.alternateServer`, else
+        // the cluster's alternates; without one, 508.
         if let drain = draining {
-            if let alternate = drain.alternateServer {
-                return authenticatedResponse(reader, auth: auth, errorCode: 300, response: response) { w throws(STUNEncodeError) in
-                    try w.appendAddress(.alternateServer, alternate)
-                }
+            let alternate = drain.alternateServer.map { AlternateServer(address: $0) } ?? nextAlternate(turn, context)
+            if let alternate {
+                turnCounters.redirectedDrain &+= 1
+                return tryAlternate(alternate, reader, context: context, auth: auth, response: response)
             }
             return fail(508, "Server is draining")
+        }
+        // At `cluster.capacity`: the next alternate of the client's family takes the allocation.
+        // Below `limits.allocationsTotal` with no alternate of that family, this node still serves it.
+        if turn.settings.capacity > 0, turn.shared.allocationCount >= turn.settings.capacity,
+           let alternate = nextAlternate(turn, context) {
+            turnCounters.redirectedCapacity &+= 1
+            return tryAlternate(alternate, reader, context: context, auth: auth, response: response)
         }
         // A relay address behind a NAT that is not known yet, or not 1:1 (`relay.discoverExternal`):
         // nothing is advertised in its name, so no relay of that family is handed out (440, as for a

@@ -48,7 +48,18 @@ public final class SharedTurnState: @unchecked Sendable {
     /// addresses even when they are private or loopback.
     private var liveRelays: Set<TransportAddress> = []
 
+    /// The next `cluster.alternateServers` entry of each family (round robin over all workers).
+    private var alternateTurn: [AddressFamily: Int] = [:]
+
     public init() {}
+
+    /// Index of the alternate to send next among `count` of `family`, taken in turn.
+    func nextAlternate(_ family: AddressFamily, count: Int) -> Int {
+        lock.lock(); defer { lock.unlock() }
+        let n = alternateTurn[family, default: 0]
+        alternateTurn[family] = n &+ 1
+        return n % count
+    }
 
     func registerPeerConnection(worker: Int, username: String) -> UInt32 {
         var rng = SystemRandomNumberGenerator()

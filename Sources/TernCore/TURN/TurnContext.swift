@@ -87,6 +87,9 @@ public struct TurnCounters: Sendable, Equatable {
     public var refusedUserQuota: UInt64 = 0
     public var refusedIPQuota: UInt64 = 0
     public var refusedTotal: UInt64 = 0
+    /// Allocate answered with 300 Try Alternate: at `cluster.capacity`, and while draining.
+    public var redirectedCapacity: UInt64 = 0
+    public var redirectedDrain: UInt64 = 0
     /// Totals of allocations that have ended (live ones are summed from the allocations).
     public var endedTotals = AllocationCounters()
     /// Allocations ended, indexed by `AllocationEndReason.rawValue`.

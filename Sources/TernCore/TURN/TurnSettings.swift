@@ -11,6 +11,8 @@ public struct TurnSettings: Sendable {
     /// Families whose public relay address discovery has not settled (pending, failing, or a NAT
     /// that is not 1:1): Allocate gets 440 for them rather than an address nobody outside can reach.
     public var withheldFamilies: Set<AddressFamily> = []
+    /// Where Allocate is redirected at capacity (and while draining without `drain.alternateServer`).
+    public var cluster: ClusterConfig
 
     /// RFC 8656 section 9: a permission lasts 300 s.
     public static let permissionLifetime: UInt32 = 300
@@ -27,7 +29,12 @@ public struct TurnSettings: Sendable {
     public init(config: TernConfig = .builtInDefault) {
         self.limits = config.limits
         self.relay = config.relay
+        self.cluster = config.cluster
     }
+
+    /// Live allocations at which Allocate is redirected (`cluster.capacity`, else
+    /// `limits.allocationsTotal`); 0: never.
+    public var capacity: Int { cluster.effectiveCapacity(limits) }
 
     /// The lifetime given when a request carries no LIFETIME (RFC 8656 section 7.2), in the
     /// attribute's 32-bit seconds.

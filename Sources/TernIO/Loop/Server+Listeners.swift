@@ -78,7 +78,8 @@ extension Server {
                     worker.dtlsEndpoints.append(e)
                     e.start()
                 default:
-                    let l = TCPListener(socket: socket, bound: local, worker: worker, tls: spec.transport == .tls ? self.tls : nil)
+                    let l = TCPListener(socket: socket, bound: local, worker: worker, tls: spec.transport == .tls ? self.tls : nil,
+                                          proxyProtocol: spec.proxyProtocol)
                     worker.tcpListeners.append(l)
                     l.start()
                 }

@@ -23,6 +23,7 @@ extension Server {
         s.draining = state.draining
         s.ready = state.isReady
         s.atCapacity = state.atCapacity
+        s.allocations.capacity = state.capacity
         s.externalAddresses = state.external
         var total = ServerStats()
         var inUse = 0
@@ -56,6 +57,10 @@ extension Server {
                 s.limited["handshakes_in_flight", default: 0] &+= io.handshakesRefused &- io.handshakesRefusedPerIP
                 s.limited["handshakes_per_ip", default: 0] &+= io.handshakesRefusedPerIP
                 s.limited["connections_without_allocation", default: 0] &+= io.refusedWithoutAllocation
+                for (label, n) in [("accepted", io.proxyAccepted), ("untrusted", io.proxyUntrusted),
+                                   ("malformed", io.proxyMalformed), ("missing", io.proxyMissing)] {
+                    s.proxyProtocol[label, default: 0] &+= n
+                }
 
                 total.io = total.io + io
                 total.handler = total.handler + handler.stats

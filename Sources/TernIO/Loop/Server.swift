@@ -42,10 +42,10 @@ public final class Server: @unchecked Sendable {
     /// What other threads read (the admin endpoint's `/readyz` and snapshots): written by start,
     /// reload and drain, read from anywhere, always under its lock.
     struct State {
-        /// Live allocations have reached `limits.allocationsTotal` (0: no limit, never at capacity).
+        /// Live allocations have reached the capacity (0: none, never at capacity).
         var atCapacity: Bool {
-            guard let shared, limits.allocationsTotal > 0 else { return false }
-            return shared.allocationCount >= limits.allocationsTotal
+            guard let shared, capacity > 0 else { return false }
+            return shared.allocationCount >= capacity
         }
         var isReady: Bool {
             !bound.isEmpty && !draining && !atCapacity && external.allSatisfy { $0.state.isSettled }
@@ -56,8 +56,11 @@ public final class Server: @unchecked Sendable {
         var startedAt: UInt64 = 0
         /// The TURN state every worker shares (quotas, reservations, TCP relay ports).
         var shared: SharedTurnState?
-        /// The limits in force (reloads replace them): `allocationsTotal` decides "at capacity".
+        /// The limits in force (reloads replace them) and `cluster.capacity` (with the TURN settings).
         var limits = LimitsConfig()
+        var clusterCapacity: Int?
+        /// Live allocations at which this node is full: `cluster.capacity`, else `limits.allocationsTotal`.
+        var capacity: Int { clusterCapacity ?? limits.allocationsTotal }
         /// The advertised relay address per family, as discovery or the config gives it.
         var external: [ExternalAddressStatus] = []
     }
@@ -98,6 +101,7 @@ public final class Server: @unchecked Sendable {
         state.withLock {
             $0.shared = handlerConfiguration.turn?.shared
             $0.limits = limits
+            $0.clusterCapacity = handlerConfiguration.turn?.settings.cluster.capacity
         }
         for w in workers { w.server = self }
     }
@@ -107,8 +111,8 @@ public final class Server: @unchecked Sendable {
     public var draining: Bool { state.current.draining }
     /// Monotonic second at which start() finished.
     public var startedAt: UInt64 { state.current.startedAt }
-    /// Ready for new clients (`/readyz`): listeners bound, not draining, below
-    /// `limits.allocationsTotal`, and no relay address still to be discovered.
+    /// Ready for new clients (`/readyz`): listeners bound, not draining, below the capacity
+    /// (`cluster.capacity`, else `limits.allocationsTotal`), and no relay address still to be discovered.
     public var isReady: Bool { state.withLock { $0.isReady } }
 
     /// The advertised relay addresses and where they come from (`relay.discoverExternal`): shown in
@@ -175,7 +179,7 @@ public final class Server: @unchecked Sendable {
 
     /// Reload: every worker's handler answers new requests with `turn` (credentials, policy, settings).
     public func updateTurn(_ turn: TurnContext?) {
-        if let shared = turn?.shared { state.withLock { $0.shared = shared } }
+        if let turn { state.withLock { $0.shared = turn.shared; $0.clusterCapacity = turn.settings.cluster.capacity } }
         for w in workers { w.queue.sync { w.handler.reconfigure(turn: turn) } }
     }
 

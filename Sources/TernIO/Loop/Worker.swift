@@ -23,6 +23,8 @@ public final class Worker: @unchecked Sendable {
     /// Stream connections by their worker-local id (what a stream allocation's route names; never
     /// by descriptor, whose number is reused as soon as it is closed).
     var connections: [UInt64: StreamConnection] = [:]
+    /// Connections on `proxyProtocol` listeners whose PROXY header is not read yet, by id.
+    var pendingProxy: [UInt64: ProxyHeaderReader] = [:]
     private var lastConnectionID: UInt64 = 0
     /// UDP relay sockets and RFC 6062 TCP relayed addresses, by the handle the core knows them by.
     var relayTable = RelayTable()
@@ -185,6 +187,8 @@ public final class Worker: @unchecked Sendable {
                 c.close(reason: .idle)
             }
         }
+        // A trusted proxy's connection that sends no complete PROXY header in the handshake time.
+        for p in Array(pendingProxy.values) where p.createdAt &+ handshakeTimeout <= now { p.close(.timeout) }
         // Idle and half-open stream connections: nothing from the client for `limits.streamIdleTimeout` and no
         // allocation holding the connection open.
         for c in connections.values where !c.raw && c.lastActivity &+ UInt64(limits.streamIdleTimeout) <= now {
@@ -237,6 +241,7 @@ public final class Worker: @unchecked Sendable {
         dtlsEndpoints.removeAll()
         for l in tcpListeners { l.cancel() }
         for c in Array(connections.values) { c.close(reason: .shutdown) }
+        for p in Array(pendingProxy.values) { p.close(.shutdown) }
         udpEndpoints.removeAll()
         tcpListeners.removeAll()
         poller?.stop()
@@ -277,6 +282,13 @@ public struct IOStats: Sendable, Equatable {
     /// Connections closed at accept, and DTLS associations refused, past `connectionsWithoutAllocation`.
     public var refusedWithoutAllocation: UInt64 = 0
     public var socketErrors: UInt64 = 0
+    /// PROXY protocol listeners: headers read and connections handed on; connections refused at
+    /// accept (source not in `trusted`); closed for a malformed header; closed, or timed out, before
+    /// a complete header.
+    public var proxyAccepted: UInt64 = 0
+    public var proxyUntrusted: UInt64 = 0
+    public var proxyMalformed: UInt64 = 0
+    public var proxyMissing: UInt64 = 0
 
     public init() {}
 
@@ -302,6 +314,10 @@ public struct IOStats: Sendable, Equatable {
         s.handshakesRefusedPerIP = a.handshakesRefusedPerIP &+ b.handshakesRefusedPerIP
         s.refusedWithoutAllocation = a.refusedWithoutAllocation &+ b.refusedWithoutAllocation
         s.socketErrors = a.socketErrors &+ b.socketErrors
+        s.proxyAccepted = a.proxyAccepted &+ b.proxyAccepted
+        s.proxyUntrusted = a.proxyUntrusted &+ b.proxyUntrusted
+        s.proxyMalformed = a.proxyMalformed &+ b.proxyMalformed
+        s.proxyMissing = a.proxyMissing &+ b.proxyMissing
         return s
     }
 }

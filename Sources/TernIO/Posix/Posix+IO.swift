@@ -12,6 +12,11 @@ extension Posix {
         try retrying("read") { Glibc.read(fd, buffer.baseAddress, buffer.count) }
     }
 
+    /// recv(2) with MSG_PEEK: what `read` would return, left in the socket.
+    public static func peek(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> IOOutcome<Int> {
+        try retrying("recv") { Glibc.recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_PEEK)) }
+    }
+
     /// send(2) with MSG_NOSIGNAL, so a peer that went away yields EPIPE instead of SIGPIPE.
     public static func send(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) throws(SystemError) -> IOOutcome<Int> {
         try retrying("send") { Glibc.send(fd, buffer.baseAddress, buffer.count, tern_msg_nosignal()) }
