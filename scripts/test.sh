@@ -8,7 +8,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 start=$SECONDS
 trap 'echo "test.sh: finished in $((SECONDS - start))s"' EXIT
 
-packages=(libssl-dev libsystemd-dev pkg-config coturn chromium chromium-driver libnss3-tools systemd nftables iproute2)
+# haproxy and nginx (with its stream module) stand in front of Tern in the PROXY protocol tests.
+packages=(libssl-dev libsystemd-dev pkg-config coturn chromium chromium-driver libnss3-tools systemd nftables iproute2
+          haproxy nginx libnginx-mod-stream)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -28,6 +30,10 @@ if ((${#missing[@]})); then
     if [[ " ${missing[*]} " == *" coturn "* ]]; then
         "${sudo[@]}" pkill -x turnserver || true
     fi
+    # The same for the proxies: the tests start their own, on loopback, from their own configs.
+    for daemon in haproxy nginx; do
+        if [[ " ${missing[*]} " == *" $daemon "* ]]; then "${sudo[@]}" pkill -x "$daemon" || true; fi
+    done
 fi
 if pgrep -x turnserver >/dev/null 2>&1; then
     echo "test.sh: warning: a turnserver process is running and may hold port 3478" >&2
