@@ -123,7 +123,8 @@ function render(s) {
   }
   pill($("draining"), s.draining ? "warn" : "ok", s.draining ? "draining" : "accepting allocations");
   $("allocActive").textContent = fmt(s.allocations.active);
-  $("allocCreated").textContent = "created " + fmt(s.allocations.created) + " · ended " + fmt(Object.values(s.allocations.ended || {}).reduce((a, b) => a + b, 0));
+  $("allocCreated").textContent = "created " + fmt(s.allocations.created) + " · ended " + fmt(Object.values(s.allocations.ended || {}).reduce((a, b) => a + b, 0))
+    + (s.allocations.capacity ? " · capacity " + fmt(s.allocations.capacity) : "");
   const conns = s.connections || {};
   $("connTotal").textContent = fmt(Object.values(conns).reduce((a, b) => a + b, 0));
   $("connSplit").textContent = `tcp ${conns.tcp || 0} · tls ${conns.tls || 0} · dtls ${conns.dtls || 0}`;
@@ -148,6 +149,8 @@ function render(s) {
   $("ports").textContent = `${fmt(ports.inUse)} in use of ${fmt(ports.rangeSize)} (${fmt(ports.free)} free)`;
   const limited = Object.assign({}, s.limited);
   for (const [code, n] of Object.entries(s.allocations.refused || {})) limited["allocate " + code] = n;
+  for (const [why, n] of Object.entries(s.allocations.redirected || {})) limited["redirected (" + why + ")"] = n;
+  for (const [why, n] of Object.entries(s.proxyProtocol || {})) if (why !== "accepted") limited["PROXY header " + why] = n;
   counterRows($("limited"), limited);
   counterRows($("auth"), s.authFailures);
   counterRows($("dropped"), s.dropped);
