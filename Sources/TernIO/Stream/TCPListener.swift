@@ -47,7 +47,13 @@ final class TCPListener {
             return
         }
         let local = (try? socket.localAddress()) ?? bound
-        let reader = ProxyHeaderReader(socket: socket, proxy: peer, local: local, worker: worker) { [unowned self] in
+        let worker = self.worker
+        let reader = ProxyHeaderReader(socket: socket, proxy: peer, local: local, worker: worker) { [weak self, unowned worker] in
+            guard let self else {
+                // The listener was closed (a reload removed it) while the header was read.
+                worker.connectionLimiter.releaseUnallocated()
+                return $0.close()
+            }
             self.admit($0, client: $1, local: $2, counted: true)
         }
         reader.start()
