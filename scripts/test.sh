@@ -56,6 +56,9 @@ if [ $# -eq 0 ]; then
     # (release build, lintian, install/serve/purge in a fresh debootstrap'ed Debian 12 root) in CI,
     # locally with PACKAGE_TEST=1 (a few minutes: the release build and, the first time, debootstrap).
     TERN_BIN="$(swift build --show-bin-path)/tern" scripts/validate-kubernetes.sh
+    # The fleet's monitoring: the Grafana dashboard's structure, the Prometheus rules (promtool check
+    # and unit tests), and every metric either names checked against a live Tern's /metrics.
+    TERN_BIN="$(swift build --show-bin-path)/tern" scripts/validate-monitoring.sh
     if [ "${CI:-}" = "true" ] || [ "${PACKAGE_TEST:-0}" = "1" ]; then
         scripts/test-deb.sh
     fi

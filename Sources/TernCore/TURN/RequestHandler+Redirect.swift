@@ -3,10 +3,17 @@ import STUN
 extension RequestHandler {
     /// The next `cluster.alternateServers` entry of the client's address family, in turn across all
     /// workers; nil when there is none. RFC 8489 section 14.15: ALTERNATE-SERVER has the family of
-    /// the request's source (the client's own address, also behind the PROXY protocol).
+    /// the request's source (the client's own address, also behind the PROXY protocol). This node's
+    /// own entry is skipped (one list for the whole fleet names every node): the address the client
+    /// reached, or the advertised external address with that port.
     func nextAlternate(_ turn: TurnContext, _ context: PacketContext) -> AlternateServer? {
         let family = context.client.ip.family
-        let candidates = turn.settings.cluster.alternateServers.filter { $0.address.ip.family == family }
+        let external = family == .ipv4 ? turn.settings.relay.externalIPv4 : turn.settings.relay.externalIPv6
+        let reached = context.local
+        let candidates = turn.settings.cluster.alternateServers.filter { a in
+            a.address.ip.family == family && a.address != reached
+                && !(a.address.ip == external && a.address.port == reached.port)
+        }
         guard !candidates.isEmpty else { return nil }
         return candidates[turn.shared.nextAlternate(family, count: candidates.count)]
     }
