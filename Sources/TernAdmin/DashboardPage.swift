@@ -148,7 +148,7 @@ function render(s) {
   $("portsBar").style.width = (100 * ports.inUse / Math.max(1, ports.rangeSize)).toFixed(1) + "%";
   $("ports").textContent = `${fmt(ports.inUse)} in use of ${fmt(ports.rangeSize)} (${fmt(ports.free)} free)`;
   const limited = Object.assign({}, s.limited);
-  for (const [code, n] of Object.entries(s.allocations.refused || {})) limited["allocate " + code] = n;
+  for (const [code, n] of Object.entries(s.allocations.refused || {})) if (code !== "300") limited["allocate " + code] = n;
   for (const [why, n] of Object.entries(s.allocations.redirected || {})) limited["redirected (" + why + ")"] = n;
   for (const [why, n] of Object.entries(s.proxyProtocol || {})) if (why !== "accepted") limited["PROXY header " + why] = n;
   counterRows($("limited"), limited);
