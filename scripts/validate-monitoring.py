@@ -32,7 +32,7 @@ import urllib.request
 
 import yaml
 
-from promql_names import GRAFANA_DURATIONS, grafana_to_promql, metric_names, template_query_exprs, unknown_names
+from promql_names import grafana_to_promql, metric_names, template_query_exprs, unknown_names
 
 
 QUERY_PANEL_TYPES = {"timeseries", "stat", "gauge", "bargauge", "table", "barchart", "heatmap", "piechart",
