@@ -127,9 +127,10 @@ extension RequestHandler {
 
         // Draining (SIGTERM): no new allocations. RFC 8656 section 7.2 lets the server redirect with
         // 300 Try Alternate and ALTERNATE-SERVER (RFC 8489 section 10): `drain.alternateServer`, else
-        // the cluster's alternates; without one, 508.
+        // the cluster's alternates; without one, 508. Either only in the client's family (section 14.15).
         if let drain = draining {
-            let alternate = drain.alternateServer.map { AlternateServer(address: $0) } ?? nextAlternate(turn, context)
+            let own = drain.alternateServer.flatMap { $0.ip.family == context.client.ip.family ? AlternateServer(address: $0) : nil }
+            let alternate = own ?? nextAlternate(turn, context)
             if let alternate {
                 turnCounters.redirectedDrain &+= 1
                 return tryAlternate(alternate, reader, context: context, auth: auth, response: response)
