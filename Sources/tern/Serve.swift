@@ -53,9 +53,13 @@ final class ServerRunner: @unchecked Sendable {
     let logger: Logger
     let systemd = SystemdNotifier()
     /// Kept across reloads: allocation quotas, reservations and ids live here, and nonces already
-    /// handed out stay valid because the nonce key does not change.
+    /// handed out stay valid because the nonce key does not change (unless the fleet's does:
+    /// `cluster.nonceKey`).
     let shared = SharedTurnState()
-    let nonces = NonceIssuer(key: NonceIssuer.randomKey())
+    let processNonceKey = NonceIssuer.randomKey()
+    func nonces(_ config: TernConfig) -> NonceIssuer {
+        NonceIssuer(key: config.cluster.nonceKey(auth: config.auth) ?? processNonceKey)
+    }
     private var signalSources: [DispatchSourceSignal] = []
     /// Signal handling, reload and drain run here, one at a time.
     private let control = DispatchQueue(label: "tern.control")
@@ -132,7 +136,7 @@ final class ServerRunner: @unchecked Sendable {
         }
         let server = Server(listeners: specs, workerCount: workerCount,
                             handlerConfiguration: HandlerConfiguration(
-                                config: settings, turn: Self.turnContext(settings, shared: shared, nonces: nonces)),
+                                config: settings, turn: Self.turnContext(settings, shared: shared, nonces: nonces(settings))),
                             relay: settings.relay,
                             limits: settings.limits,
                             tls: tlsHolder, dtls: dtlsContext, handshakeTimeout: settings.tls.handshakeTimeout,
@@ -242,7 +246,7 @@ final class ServerRunner: @unchecked Sendable {
     private func applyAdvertised(_ config: TernConfig) {
         let statuses = server.externalAddresses
         let advertised = config.withDiscovered(statuses)
-        server.updateTurn(Self.turnContext(advertised, shared: shared, nonces: nonces,
+        server.updateTurn(Self.turnContext(advertised, shared: shared, nonces: nonces(advertised),
                                            own: server.ownEndpoints(admin: adminAddress), withheld: statuses.withheldFamilies))
         issuer.update(secret: advertised.auth.secrets.first,
                       urls: advertised.effectivePublicURLs(hostAddresses: Posix.interfaceAddresses()).map(\.description))

@@ -96,7 +96,7 @@ struct ClusterConfigTests {
     func shapes() throws {
         let e = try #require(parseError(#"{"cluster": {"alternates": []}}"#))
         #expect(e.path == "cluster.alternates")
-        #expect(e.message == "unknown key; expected one of alternateServers, capacity")
+        #expect(e.message == "unknown key; expected one of alternateServers, capacity, nonceSecret")
         #expect(parseError(#"{"cluster": []}"#)?.message == "expected an object, found an array")
         #expect(parseError(#"{"cluster": []}"#)?.path == "cluster")
         let na = try #require(parseError(#"{"cluster": {"alternateServers": "192.0.2.20:3478"}}"#))
@@ -106,14 +106,14 @@ struct ClusterConfigTests {
         #expect(parseError(#"{"cluster": {"alternateServers": null}}"#)?.path == "cluster.alternateServers")
     }
 
-    @Test("effectiveCapacity: cluster.capacity, else limits.allocationsTotal; 0 is none; the TURN settings carry it")
+    @Test("effectiveCapacity: cluster.capacity (at most a non-zero allocationsTotal), else limits.allocationsTotal; 0 is none; the TURN settings carry it")
     func effectiveCapacity() throws {
         var limits = LimitsConfig()
         limits.allocationsTotal = 7
         #expect(ClusterConfig().effectiveCapacity(limits) == 7)
         #expect(ClusterConfig(capacity: 3).effectiveCapacity(limits) == 3)
         #expect(ClusterConfig(capacity: 0).effectiveCapacity(limits) == 0)
-        #expect(ClusterConfig(capacity: 9).effectiveCapacity(limits) == 9)
+        #expect(ClusterConfig(capacity: 9).effectiveCapacity(limits) == 7, "above allocationsTotal: redirect where 508 would start")
         limits.allocationsTotal = 0
         #expect(ClusterConfig().effectiveCapacity(limits) == 0)
         let config = try parse(#"{"limits": {"allocationsTotal": 40}, "cluster": {"capacity": 30, "alternateServers": ["192.0.2.20:3478"]}}"#)
@@ -121,6 +121,26 @@ struct ClusterConfigTests {
         #expect(TurnSettings(config: config).cluster == config.cluster)
         #expect(TurnSettings(config: try parse(#"{"limits": {"allocationsTotal": 40}, "cluster": {"capacity": null}}"#)).capacity == 40)
         #expect(TurnSettings(config: try parse(#"{"limits": {"allocationsTotal": 40}}"#)).capacity == 40)
+    }
+
+    @Test("The fleet's nonce key: from cluster.nonceSecret, else the first REST secret once there are alternates; else none (per process)")
+    func nonceKey() throws {
+        let rest = try parse(#"{"auth": {"secrets": ["s3cret", "older"]}, "cluster": {"alternateServers": ["192.0.2.20:3478"]}}"#)
+        let sameSecret = try parse(#"{"auth": {"secrets": ["s3cret"]}, "cluster": {"alternateServers": ["192.0.2.21:3478"]}}"#)
+        let key = try #require(rest.cluster.nonceKey(auth: rest.auth))
+        #expect(key.count == 32)
+        #expect(sameSecret.cluster.nonceKey(auth: sameSecret.auth) == key, "two nodes sharing the REST secret share the key")
+        let other = try parse(#"{"auth": {"secrets": ["another"]}, "cluster": {"alternateServers": ["192.0.2.20:3478"]}}"#)
+        #expect(other.cluster.nonceKey(auth: other.auth) != key)
+        let alone = try parse(#"{"auth": {"secrets": ["s3cret"]}}"#)
+        #expect(alone.cluster.nonceKey(auth: alone.auth) == nil, "no fleet: a key of this process only")
+        let users = try parse(#"{"auth": {"users": {"a": "b"}}, "cluster": {"alternateServers": ["192.0.2.20:3478"], "nonceSecret": "fleet-nonces"}}"#)
+        let usersKey = try #require(users.cluster.nonceKey(auth: users.auth))
+        #expect(usersKey != key)
+        let explicit = try parse(#"{"auth": {"secrets": ["s3cret"]}, "cluster": {"nonceSecret": "fleet-nonces"}}"#)
+        #expect(explicit.cluster.nonceKey(auth: explicit.auth) == usersKey, "nonceSecret wins, with or without alternates")
+        #expect(parseError(#"{"cluster": {"nonceSecret": ""}}"#)?.path == "cluster.nonceSecret")
+        #expect(try parse(#"{"cluster": {"nonceSecret": null}}"#).cluster.nonceSecret == nil)
     }
 }
 

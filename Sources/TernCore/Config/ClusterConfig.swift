@@ -12,15 +12,35 @@ public struct ClusterConfig: Sendable, Equatable {
     /// Live allocations at which Allocate is redirected and `/readyz` answers 503; nil takes
     /// `limits.allocationsTotal`.
     public var capacity: Int?
+    /// The secret the fleet's nonce key is derived from (`cluster.nonceSecret`); nil takes the first
+    /// `auth.secrets` entry when there are alternates (`nonceKey`).
+    public var nonceSecret: String?
 
-    public init(alternateServers: [AlternateServer] = [], capacity: Int? = nil) {
+    public init(alternateServers: [AlternateServer] = [], capacity: Int? = nil, nonceSecret: String? = nil) {
         self.alternateServers = alternateServers
         self.capacity = capacity
+        self.nonceSecret = nonceSecret
     }
 
-    /// The capacity in force: `capacity`, else `limits.allocationsTotal`; 0 is none.
+    /// The key every node of the fleet signs its nonces with (RFC 8489 section 9.2: the server
+    /// chooses how nonces are made), or nil for a key of this process alone. A client redirected by
+    /// 300 Try Alternate sends its next Allocate to the alternate with the nonce it got here (RFC
+    /// 8489 section 10 keeps the credentials; libwebrtc keeps the nonce too and gives up on the 438 a
+    /// foreign nonce earns), so the nodes must accept each other's nonces: they share the key,
+    /// derived with HMAC-SHA256 from `nonceSecret`, else from the first shared REST secret once
+    /// there are alternates. Nonces stay bound to the client's address and expire as before.
+    public func nonceKey(auth: AuthConfig) -> [UInt8]? {
+        guard let secret = nonceSecret ?? (alternateServers.isEmpty ? nil : auth.secrets.first) else { return nil }
+        return HMAC.sha256(key: Array(secret.utf8), data: Array("tern cluster nonce key 1".utf8))
+    }
+
+    /// The capacity in force: `capacity`, else `limits.allocationsTotal`; 0 is none. A capacity above
+    /// a non-zero `allocationsTotal` is taken as `allocationsTotal`: past it Allocate would get 508,
+    /// so the node redirects there instead.
     public func effectiveCapacity(_ limits: LimitsConfig) -> Int {
-        capacity ?? limits.allocationsTotal
+        guard let capacity else { return limits.allocationsTotal }
+        guard capacity > 0, limits.allocationsTotal > 0 else { return capacity }
+        return min(capacity, limits.allocationsTotal)
     }
 
     /// The alternates of `family`, in configured order.

@@ -119,6 +119,7 @@ extension TernConfig {
             values += auth["secrets"] as? [Any] ?? []
         }
         if let admin = root.members["admin"] as? [String: Any], let token = admin["token"] { values.append(token) }
+        if let cluster = root.members["cluster"] as? [String: Any], let key = cluster["nonceSecret"] { values.append(key) }
         for v in values {
             if v is String { sources.inline += 1 }
             if let file = (v as? [String: Any])?["file"] as? String { sources.files.append(file) }

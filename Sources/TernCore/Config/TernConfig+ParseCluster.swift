@@ -1,10 +1,10 @@
 import STUN
 
 extension TernConfig {
-    static let clusterKeys = ["alternateServers", "capacity"]
+    static let clusterKeys = ["alternateServers", "capacity", "nonceSecret"]
     static let proxyProtocolKeys = ["trusted"]
 
-    /// `cluster`: `{"alternateServers": ["IP:port[#domain]", ...], "capacity": N}`.
+    /// `cluster`: `{"alternateServers": ["IP:port[#domain]", ...], "capacity": N, "nonceSecret": S}`.
     static func parseCluster(_ n: JSONNode) throws(ConfigError) -> ClusterConfig {
         let obj = try n.object(known: clusterKeys)
         var cluster = ClusterConfig()
@@ -17,6 +17,7 @@ extension TernConfig {
                 return alternate
             }
         }
+        if let k = obj.nonNull("nonceSecret") { cluster.nonceSecret = try k.secret("a non-empty string, {\"file\": \"/path\"} or null") }
         if let c = obj.nonNull("capacity") { cluster.capacity = try c.integer(in: 0...10_000_000, "an integer 0...10000000 (0: never redirect) or null") }
         return cluster
     }

@@ -60,7 +60,7 @@ public final class Server: @unchecked Sendable {
         var limits = LimitsConfig()
         var clusterCapacity: Int?
         /// Live allocations at which this node is full: `cluster.capacity`, else `limits.allocationsTotal`.
-        var capacity: Int { clusterCapacity ?? limits.allocationsTotal }
+        var capacity: Int { ClusterConfig(capacity: clusterCapacity).effectiveCapacity(limits) }
         /// The advertised relay address per family, as discovery or the config gives it.
         var external: [ExternalAddressStatus] = []
     }
