@@ -86,14 +86,14 @@ extension Server {
         return (s, total)
     }
 
-    /// Every descriptor the workers hold now (listeners, endpoints, connections, relays). For tests
-    /// and diagnostics.
+    /// Every descriptor the workers hold now (listeners, endpoints, connections, connections whose
+    /// PROXY header is being read, relays). For tests and diagnostics.
     public func openDescriptors() -> [Int32] {
         var fds: [Int32] = []
         for w in workers {
             w.queue.sync {
                 fds += w.udpEndpoints.map(\.socket.fd) + w.tcpListeners.map(\.socket.fd)
-                    + w.connections.values.map(\.stream.socket.fd)
+                    + w.connections.values.map(\.stream.socket.fd) + w.pendingProxy.values.map(\.socket.fd)
                 for relay in w.relayTable.all {
                     switch relay {
                     case .udp(let r): fds.append(r.socket.fd)

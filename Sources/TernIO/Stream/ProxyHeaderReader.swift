@@ -27,7 +27,8 @@ final class ProxyHeaderReader {
     let local: TransportAddress
     let createdAt: UInt64
     unowned let worker: Worker
-    private let socket: Socket
+    /// The accepted connection (`Server.openDescriptors` lists it while the header is read).
+    let socket: Socket
     private let deliver: (Socket, TransportAddress, TransportAddress) -> Void
     private var source: DispatchSourceRead?
     private let buffer: UnsafeMutableRawBufferPointer
