@@ -16,5 +16,7 @@ let package = Package(
                           path: "Targets/Frame", swiftSettings: parseAsLibrary),
         .executableTarget(name: "fuzz-handle", dependencies: ["FuzzDriver", .product(name: "TernFuzzing", package: "tern")],
                           path: "Targets/Handle", swiftSettings: parseAsLibrary),
+        .executableTarget(name: "fuzz-proxy", dependencies: ["FuzzDriver", .product(name: "TernFuzzing", package: "tern")],
+                          path: "Targets/Proxy", swiftSettings: parseAsLibrary),
     ]
 )

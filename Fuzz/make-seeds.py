@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus of the three fuzz targets (Fuzz/Corpus/<target>/seed-*): well-formed
+"""Writes the seed corpus of the fuzz targets (Fuzz/Corpus/<target>/seed-*): well-formed
 messages the fuzzer mutates from. Run once; the corpus grown by fuzzing is merged next to them."""
 import hmac, hashlib, os, struct, zlib
 
@@ -98,3 +98,29 @@ write("handle", "unauthenticated", record(0, decode["allocate"]) + record(1, dec
       + record(0, channel_data(0x4000, b"no allocation")))
 write("handle", "expiry", alloc + signed(2, [attr(0x0012, peer)]) + record(4, b"\xff") + record(4, b"\xff") + record(4, b"\xff")
       + record(3, b"late") + signed(0, [attr(0x0019, b"\x06\0\0\0")]))
+
+
+# PROXY protocol headers (HAProxy's spec, sections 2.1 and 2.2), each followed by what the
+# connection carries next (a STUN Binding request or a TLS record header).
+V2_SIG = b"\r\n\r\n\0\r\nQUIT\n"
+
+
+def proxy_v2(command, fam, body):
+    return V2_SIG + bytes([0x20 | command, fam]) + struct.pack(">H", len(body)) + body
+
+
+def pp2_tlv(t, v):
+    return struct.pack(">BH", t, len(v)) + v
+
+
+inet = bytes([192, 0, 2, 1, 198, 51, 100, 7]) + struct.pack(">HH", 40000, 3478)
+inet6 = bytes.fromhex("20010db8000000000000000000000001") + bytes.fromhex("00000000000000000000ffffc0000201") + struct.pack(">HH", 5000, 443)
+write("proxy", "v1-tcp4", b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n" + decode["binding"])
+write("proxy", "v1-tcp6", b"PROXY TCP6 2001:db8::1 ::ffff:192.0.2.1 65535 0\r\n\x16\x03\x01")
+write("proxy", "v1-unknown", b"PROXY UNKNOWN ffff:f::f 1.2.3.4 1 2\r\n")
+write("proxy", "v2-inet-tlvs", proxy_v2(1, 0x11, inet + pp2_tlv(0x01, b"h2") + pp2_tlv(0x02, b"turn.example")
+                                        + pp2_tlv(0x20, b"\x01\0\0\0\0" + pp2_tlv(0x21, b"TLSv1.3")) + pp2_tlv(0x04, b""))
+      + decode["binding"])
+write("proxy", "v2-inet6", proxy_v2(1, 0x21, inet6 + pp2_tlv(0x05, b"\xab" * 16)))
+write("proxy", "v2-unix", proxy_v2(1, 0x31, b"/run/a.sock".ljust(108, b"\0") + b"/run/b.sock".ljust(108, b"\0")))
+write("proxy", "v2-local", proxy_v2(0, 0x00, b"") + b"\x16\x03\x01\x00\x05")

@@ -20,7 +20,7 @@ swift build -c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -Xclang-linker
     --scratch-path ../.build-fuzz
 bin=../.build-fuzz/release
 status=0
-for t in decode frame handle; do
+for t in decode frame handle proxy; do
     work=$(mktemp -d)
     mkdir -p "Regressions/$t"
     # New inputs go to $work (the first corpus directory); the committed corpus is only read.

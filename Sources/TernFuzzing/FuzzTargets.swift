@@ -107,6 +107,48 @@ public enum FuzzTargets {
         return summary
     }
 
+    /// The PROXY protocol header parser as a connection feeds it: every prefix of the input, shortest
+    /// first (up to just past `maxLength`). The answers must be `.needMore` for a while and then one
+    /// final answer that longer prefixes repeat: the same `.complete(header, length)` (so every
+    /// prefix shorter than `length` was `.needMore` and exactly `length` bytes parse to the same
+    /// header), or the same `.invalid`. `.needMore` only below `maxLength` (107 for a v1 line), and
+    /// a complete header within the bytes given and `maxLength`. The spec: HAProxy's "The PROXY
+    /// protocol" versions 1 and 2 (parser in Sources/TernCore/Proxy/ProxyHeader.swift).
+    public static func proxyHeader(_ data: UnsafeRawBufferPointer) {
+        let v1MaxLength = 107  // the spec's section 2.1: a v1 line's CRLF is within its first 107 bytes
+        var final: ProxyHeaderParse?
+        for n in 0...min(data.count, ProxyHeader.maxLength + 8) {
+            let result = ProxyHeader.parse(UnsafeRawBufferPointer(rebasing: data[0..<n]))
+            if let final {
+                precondition(result == final, "a longer prefix changed the answer: \(final) then \(result) at \(n)")
+                continue
+            }
+            switch result {
+            case .needMore:
+                precondition(n < ProxyHeader.maxLength, "needMore at \(n) bytes")
+                precondition(n < v1MaxLength || data[0] != UInt8(ascii: "P"), "v1 needMore at \(n) bytes")
+            case .complete(let header, let length):
+                precondition(length == n, "complete at \(n) bytes with length \(length)")
+                precondition(length <= ProxyHeader.maxLength && length <= data.count, "length \(length) out of bounds")
+                precondition((header.source == nil) == (header.destination == nil), "one address of two")
+                if let s = header.source, let d = header.destination {
+                    precondition(s.ip.family == d.ip.family, "source and destination families differ")
+                }
+                if header.version == .v1 {
+                    precondition(length <= v1MaxLength && data[length - 1] == 0x0A, "v1 line end")
+                } else {
+                    precondition(length >= 16, "v2 shorter than its preamble")
+                }
+                final = result
+            case .invalid:
+                final = result
+            }
+        }
+        if data.count > ProxyHeader.maxLength {
+            precondition(final != nil, "needMore past maxLength")
+        }
+    }
+
     static let fixedKey: [UInt8] = Array(repeating: 0x5A, count: 16)
 }
 

@@ -24,7 +24,7 @@ struct FuzzCorpusTests {
         return out
     }
 
-    @Test("Every committed input of each target runs clean", arguments: ["decode", "frame", "handle"])
+    @Test("Every committed input of each target runs clean", arguments: ["decode", "frame", "handle", "proxy"])
     func replay(target: String) {
         let inputs = Self.inputs(target)
         #expect(inputs.count >= 3, "no corpus for \(target) under \(Self.root.path)")
@@ -33,6 +33,7 @@ struct FuzzCorpusTests {
                 switch target {
                 case "decode": FuzzTargets.decode(b)
                 case "frame": FuzzTargets.frame(b)
+                case "proxy": FuzzTargets.proxyHeader(b)
                 default: FuzzTargets.handle(b)
                 }
             }
