@@ -188,7 +188,7 @@ public final class Worker: @unchecked Sendable {
             }
         }
         // A trusted proxy's connection that sends no complete PROXY header in the handshake time.
-        for p in Array(pendingProxy.values) where p.createdAt &+ handshakeTimeout <= now { p.close(.timeout) }
+        for p in Array(pendingProxy.values) where p.createdAt &+ handshakeTimeout <= now { p.close(reason: .timeout) }
         // Idle and half-open stream connections: nothing from the client for `limits.streamIdleTimeout` and no
         // allocation holding the connection open.
         for c in connections.values where !c.raw && c.lastActivity &+ UInt64(limits.streamIdleTimeout) <= now {
@@ -241,7 +241,7 @@ public final class Worker: @unchecked Sendable {
         dtlsEndpoints.removeAll()
         for l in tcpListeners { l.cancel() }
         for c in Array(connections.values) { c.close(reason: .shutdown) }
-        for p in Array(pendingProxy.values) { p.close(.shutdown) }
+        for p in Array(pendingProxy.values) { p.close(reason: .shutdown) }
         udpEndpoints.removeAll()
         tcpListeners.removeAll()
         poller?.stop()

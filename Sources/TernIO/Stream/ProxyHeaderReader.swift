@@ -65,21 +65,21 @@ final class ProxyHeaderReader {
         do {
             switch try Posix.peek(socket.fd, into: free) {
             case .wouldBlock: return
-            case .done(0): return close(.missing)
+            case .done(0): return close(reason: .missing)
             case .done(let n): seen = n
             }
         } catch {
-            return close(.missing)
+            return close(reason: .missing)
         }
         switch ProxyHeader.parse(UnsafeRawBufferPointer(rebasing: buffer[0..<(count + seen)])) {
         case .needMore:
-            guard consume(seen), count < ProxyHeader.maxLength else { return close(.malformed) }
+            guard consume(seen), count < ProxyHeader.maxLength else { return close(reason: .malformed) }
         case .complete(let header, let length):
-            guard length > count, consume(length - count) else { return close(.malformed) }
+            guard length > count, consume(length - count) else { return close(reason: .malformed) }
             finish(header)
         case .invalid(let reason):
             worker.logger.debug("PROXY protocol header refused", metadata: ["proxy": "\(proxy)", "reason": "\(reason)"])
-            close(.malformed)
+            close(reason: .malformed)
         }
     }
 
@@ -94,7 +94,7 @@ final class ProxyHeaderReader {
     private func finish(_ header: ProxyHeader) {
         // LOCAL (v2) and UNKNOWN (v1): the proxy's own connection, e.g. a health check.
         let client = header.source ?? proxy
-        guard let handed = try? socket.duplicate() else { return close(.missing) }
+        guard let handed = try? socket.duplicate() else { return close(reason: .missing) }
         unallocated = false
         end()
         worker.stats.proxyAccepted &+= 1
@@ -102,7 +102,7 @@ final class ProxyHeaderReader {
     }
 
     /// Closes the connection and counts why.
-    func close(_ failure: Failure) {
+    func close(reason failure: Failure) {
         guard source != nil else { return }
         switch failure {
         case .malformed: worker.stats.proxyMalformed &+= 1
