@@ -10,9 +10,8 @@ extension RequestHandler {
         let family = context.client.ip.family
         let external = family == .ipv4 ? turn.settings.relay.externalIPv4 : turn.settings.relay.externalIPv6
         let reached = context.local
-        let candidates = turn.settings.cluster.alternateServers.filter { a in
-            a.address.ip.family == family && a.address != reached
-                && !(a.address.ip == external && a.address.port == reached.port)
+        let candidates = turn.settings.cluster.alternates(family).filter { a in
+            a.address != reached && !(a.address.ip == external && a.address.port == reached.port)
         }
         guard !candidates.isEmpty else { return nil }
         return candidates[turn.shared.nextAlternate(family, count: candidates.count)]
