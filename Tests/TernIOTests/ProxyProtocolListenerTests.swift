@@ -16,18 +16,6 @@ struct ProxyProtocolListenerTests {
     static let clientV4 = TransportAddress("198.51.100.7:40000")!
     static let clientV6 = TransportAddress("[2001:db8::7]:40000")!
 
-    /// Every descriptor the workers held at start, and no server-side socket of either listener left,
-    /// once the clients are gone (bounded wait: cancel handlers close on the worker queues).
-    func expectBaseline(_ server: Server, _ baseline: Int, sourceLocation: SourceLocation = #_sourceLocation) throws {
-        let tcp = try server.listener(.tcp), tls = try server.listener(.tls)
-        let settled = eventually {
-            server.openDescriptors().count == baseline && server.pendingProxyHeaders == 0
-                && serverSocketsHeld(tcp) == 0 && serverSocketsHeld(tls) == 0
-        }
-        #expect(settled, "descriptors \(server.openDescriptors().count) (baseline \(baseline)), pending \(server.pendingProxyHeaders), held tcp \(serverSocketsHeld(tcp)) tls \(serverSocketsHeld(tls))",
-                sourceLocation: sourceLocation)
-    }
-
     @Test("v1 and v2 (INET, INET6, with TLVs): XOR-MAPPED-ADDRESS is the header's source, with the request in the same write, in the next write, or the header byte by byte")
     func mappedAddress() throws {
         let server = try startProxyServer()

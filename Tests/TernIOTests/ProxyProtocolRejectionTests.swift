@@ -15,16 +15,6 @@ import Testing
 struct ProxyProtocolRejectionTests {
     static let client = TransportAddress("198.51.100.7:40000")!
 
-    func expectBaseline(_ server: Server, _ baseline: Int, sourceLocation: SourceLocation = #_sourceLocation) throws {
-        let tcp = try server.listener(.tcp), tls = try server.listener(.tls)
-        let settled = eventually {
-            server.openDescriptors().count == baseline && server.pendingProxyHeaders == 0
-                && serverSocketsHeld(tcp) == 0 && serverSocketsHeld(tls) == 0
-        }
-        #expect(settled, "descriptors \(server.openDescriptors().count) (baseline \(baseline)), pending \(server.pendingProxyHeaders), held tcp \(serverSocketsHeld(tcp)) tls \(serverSocketsHeld(tls))",
-                sourceLocation: sourceLocation)
-    }
-
     @Test("A source outside trusted is closed at accept without an answer, even with a valid header; counted untrusted in /stats and Prometheus")
     func untrusted() async throws {
         let server = try startProxyServer()

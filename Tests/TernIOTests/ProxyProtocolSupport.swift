@@ -71,6 +71,18 @@ extension Server {
     var proxyCounts: [String: UInt64] { snapshot(perUser: false).proxyProtocol }
 }
 
+/// Every descriptor the workers held at start, and no server-side socket of either listener left,
+/// once the clients are gone (bounded wait: cancel handlers close on the worker queues).
+func expectBaseline(_ server: Server, _ baseline: Int, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let tcp = try server.listener(.tcp), tls = try server.listener(.tls)
+    let settled = eventually {
+        server.openDescriptors().count == baseline && server.pendingProxyHeaders == 0
+            && serverSocketsHeld(tcp) == 0 && serverSocketsHeld(tls) == 0
+    }
+    #expect(settled, "descriptors \(server.openDescriptors().count) (baseline \(baseline)), pending \(server.pendingProxyHeaders), held tcp \(serverSocketsHeld(tcp)) tls \(serverSocketsHeld(tls))",
+            sourceLocation: sourceLocation)
+}
+
 /// Server-side sockets of `listener` that a descriptor still holds, from /proc/net/tcp: local
 /// address the listener's, not LISTEN, inode not 0 (a socket the server closed is orphaned, inode 0,
 /// while it finishes FIN_WAIT or TIME_WAIT). Per port, so other tests in the process do not count.
