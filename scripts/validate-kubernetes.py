@@ -26,26 +26,14 @@ import tempfile
 
 import yaml
 
+from checker import Checker
+
+
 SECRETS_DIR = "/etc/tern/secrets/"
 CONFIG_PATH = "/etc/tern/config.json"
 ADMIN_PORT = 8478
 COMMAND = ["/usr/bin/tern", "serve", "--config", CONFIG_PATH]
 BUILTIN_KINDS = {"Namespace", "ConfigMap", "DaemonSet", "PodDisruptionBudget"}
-
-
-class Checker:
-    def __init__(self):
-        self.passed = 0
-        self.failed = []
-
-    def check(self, ok, what, detail=""):
-        if ok:
-            self.passed += 1
-            print(f"  ok    {what}")
-        else:
-            self.failed.append(what)
-            print(f"  FAIL  {what}" + (f": {detail}" if detail else ""))
-        return ok
 
 
 def dig(obj, *path, default=None):

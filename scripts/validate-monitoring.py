@@ -32,6 +32,7 @@ import urllib.request
 
 import yaml
 
+from checker import Checker
 from promql_names import grafana_to_promql, metric_names, template_query_exprs, unknown_names
 
 
@@ -39,21 +40,6 @@ QUERY_PANEL_TYPES = {"timeseries", "stat", "gauge", "bargauge", "table", "barcha
                      "state-timeline", "status-history", "histogram"}
 DATASOURCE_UID = "${datasource}"
 SCHEMA_VERSION_RANGE = (36, 41)
-
-
-class Checker:
-    def __init__(self):
-        self.passed = 0
-        self.failed = []
-
-    def check(self, ok, what, detail=""):
-        if ok:
-            self.passed += 1
-            print(f"  ok    {what}")
-        else:
-            self.failed.append(what)
-            print(f"  FAIL  {what}" + (f": {detail}" if detail else ""))
-        return ok
 
 
 def self_test(c):
