@@ -38,6 +38,16 @@ let package = Package(
         ),
         // C: what Swift's Glibc module does not expose (mmsghdr, recvmmsg/sendmmsg, cmsg helpers, OpenSSL macros).
         .target(name: "CTernShims"),
+        // C: the kernel fast path (`io.offload`). `bpf/` holds the TC classifier, compiled for
+        // clang's BPF target by the BPFObject plugin (never by this target); the rest is its loader
+        // over libbpf (Debian's libbpf-dev).
+        .target(
+            name: "CTernBPF",
+            exclude: ["bpf"],
+            linkerSettings: [.linkedLibrary("bpf")]
+        ),
+        // Builds Sources/CTernBPF/bpf/tern_relay.bpf.c into a BPF object and embeds it in TernIO.
+        .plugin(name: "BPFObject", capability: .buildTool()),
 
         // The STUN/TURN wire codec: value types, no I/O, no Foundation.
         .target(name: "STUN", dependencies: ["COpenSSL"]),
@@ -56,9 +66,10 @@ let package = Package(
         .target(
             name: "TernIO",
             dependencies: [
-                "STUN", "TernCore", "CTernShims", "COpenSSL",
+                "STUN", "TernCore", "CTernShims", "COpenSSL", "CTernBPF",
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            plugins: ["BPFObject"]
         ),
 
         // The admin HTTP endpoint (Hummingbird 2) and Prometheus rendering. Reads snapshots through

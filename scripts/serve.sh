@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-packages=(libssl-dev libsystemd-dev pkg-config)
+packages=(libssl-dev libsystemd-dev libbpf-dev pkg-config)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -10,7 +10,21 @@ public struct IOConfig: Sendable, Equatable {
         case epoll
     }
 
+    /// Where UDP ChannelData is relayed (`io.offload`).
+    public enum Offload: String, Sendable {
+        /// In user space only (the default).
+        case off
+        /// Also by a TC classifier (eBPF) at the ingress of `offloadInterfaces`: ChannelData over
+        /// UDP/IPv4 with a bound channel never reaches user space. Needs CAP_BPF and CAP_NET_ADMIN;
+        /// without them, or where the kernel refuses the program, Tern logs why and relays in user space.
+        case tc
+    }
+
     public var eventLoop: EventLoop = .epoll
+    public var offload: Offload = .off
+    /// The devices whose ingress the classifier attaches to (`io.offloadInterfaces`); nil: every
+    /// interface that is up.
+    public var offloadInterfaces: [String]? = nil
     /// With `epoll`: how long (microseconds) a worker waits for more datagrams after the last ready
     /// one before returning to Dispatch. Waiting in epoll costs one sleep and wake-up; returning costs
     /// a Dispatch firing (about 8 system calls and 3 context switches). 0 returns at once.

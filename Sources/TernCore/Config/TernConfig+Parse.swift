@@ -16,7 +16,8 @@ extension TernConfig {
     static let peerKeys = ["allow", "deny"]
     static let adminKeys = ["enabled", "address", "port", "token", "perUserMetrics"]
     static let drainKeys = ["timeoutSeconds", "alternateServer"]
-    static let ioKeys = ["eventLoop", "lingerMicroseconds", "receiveBuffer", "sendBuffer", "relayReceiveBuffer", "relaySendBuffer", "gso"]
+    static let ioKeys = ["eventLoop", "lingerMicroseconds", "receiveBuffer", "sendBuffer", "relayReceiveBuffer", "relaySendBuffer", "gso", "offload",
+                         "offloadInterfaces"]
     static let logKeys = ["level"]
 
     /// Parses a JSON config document. `source` names it in errors (usually the file path); `files`
@@ -327,6 +328,22 @@ extension TernConfig {
         if let r = obj["relayReceiveBuffer"] { io.relayReceiveBuffer = try r.integer(in: 0...(256 << 20)) }
         if let w = obj["relaySendBuffer"] { io.relaySendBuffer = try w.integer(in: 0...(256 << 20)) }
         if let g = obj["gso"] { io.gso = try g.boolean() }
+        if let o = obj["offload"] {
+            let expected = "\"off\" or \"tc\""
+            guard let mode = IOConfig.Offload(rawValue: try o.string(expected)) else { throw o.mismatch(expected) }
+            io.offload = mode
+        }
+        if let list = obj.nonNull("offloadInterfaces") {
+            var names: [String] = []
+            for n in try list.array("a list of interface names, or null") {
+                let name = try n.nonEmptyString("an interface name")
+                // IFNAMSIZ is 16 with the terminating zero.
+                guard name.utf8.count < 16, !name.contains("/"), !name.contains(" ") else { throw n.mismatch("an interface name") }
+                names.append(name)
+            }
+            guard !names.isEmpty else { throw list.mismatch("a non-empty list of interface names, or null") }
+            io.offloadInterfaces = names
+        }
         return io
     }
 

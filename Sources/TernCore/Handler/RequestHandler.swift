@@ -47,6 +47,8 @@ public final class RequestHandler {
     public var draining: DrainConfig?
     /// The event loop side: relay sockets. Set by the worker before any packet arrives.
     public weak var relayIO: RelayIO?
+    /// The kernel fast path (`io.offload`), told of every change to what an allocation relays.
+    public var fastPath: FastPath?
     public internal(set) var allocations = AllocationTable()
     public internal(set) var turnCounters = TurnCounters()
     /// Traffic of this worker's ended allocations, by user (live ones are read from the allocations).

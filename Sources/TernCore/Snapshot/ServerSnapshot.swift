@@ -35,10 +35,32 @@ public struct ServerSnapshot: Codable, Sendable, Equatable {
     /// or closed, by reason: "untrusted" (source not in `trusted`), "malformed", "missing" (closed or
     /// timed out before a complete header).
     public var proxyProtocol: [String: UInt64] = ["accepted": 0, "untrusted": 0, "malformed": 0, "missing": 0]
+    /// The kernel fast path (`io.offload`).
+    public var offload = OffloadFigures()
     public var workers: [WorkerFigures] = []
     /// Per-user traffic; only when `admin.perUserMetrics` is on (label sets would grow without bound).
     public var users: [String: UserFigures]? = nil
 
+    public init() {}
+}
+
+/// The kernel fast path (`io.offload`): whether it runs, where, and what its program counted.
+/// What it relayed is also in `relayed` and in each allocation's counters.
+public struct OffloadFigures: Codable, Sendable, Equatable {
+    /// "off" or "tc", as configured.
+    public var mode = "off"
+    /// The program is loaded and attached.
+    public var active = false
+    /// "tcx" (links the kernel detaches when Tern exits) or "tc" (filters, pre-6.6 kernels).
+    public var attachment: String? = nil
+    public var interfaces: [String] = []
+    /// Why "tc" was asked for and is not active (Tern relays in user space then).
+    public var unavailableReason: String? = nil
+    /// Entries in the program's maps (two per offloaded channel).
+    public var entries = 0
+    /// The program's own counters: relayed_to_peer, relayed_to_client, and datagrams it passed to
+    /// user space (passed_expired, passed_length, passed_route) or dropped (dropped_bandwidth).
+    public var kernel: [String: UInt64] = [:]
     public init() {}
 }
 

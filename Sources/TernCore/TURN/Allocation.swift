@@ -100,10 +100,13 @@ public final class Allocation {
     public let createdAt: UInt64
     /// `limits.bandwidthPerAllocation` when it was made (0: unlimited), this second's budget left,
     /// and the bucket of its user (`limits.bandwidthPerUser`).
-    let bandwidthRate: Int
+    public let bandwidthRate: Int
     private var bandwidthSecond: UInt64 = .max
     private var bandwidthLeft = 0
     let userBandwidth: UserBandwidth?
+    /// Whether the user has a budget of its own (`limits.bandwidthPerUser`), shared across its
+    /// allocations: the kernel fast path cannot spend it, so such allocations stay in user space.
+    public var hasUserBandwidth: Bool { userBandwidth != nil }
 
     public struct ChannelBinding: Sendable, Equatable {
         public var peer: TransportAddress
@@ -197,7 +200,7 @@ public final class Allocation {
 
     /// The relay slot for a peer of `family`, if the allocation has one (dual allocations have two).
     @inline(__always)
-    func relay(for family: AddressFamily) -> RelaySlot? {
+    public func relay(for family: AddressFamily) -> RelaySlot? {
         for r in relays where r.bound.ip.family == family { return r }
         return nil
     }

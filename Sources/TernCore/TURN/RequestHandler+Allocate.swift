@@ -267,6 +267,7 @@ extension RequestHandler {
             deallocate(allocation, reason: .refreshed)
         } else {
             allocation.refresh(lifetime: lifetime, now: now)
+            fastPath?.update(allocation, now: now)
         }
         return authenticatedResponse(reader, auth: auth, response: response) { w throws(STUNEncodeError) in
             try w.appendUInt32(type: .lifetime, lifetime)
@@ -276,6 +277,12 @@ extension RequestHandler {
     /// Ends an allocation: relay sockets closed, quota given back, counters kept in the totals.
     func deallocate(_ allocation: Allocation, reason: AllocationEndReason) {
         allocations.remove(allocation)
+        // The kernel's entries go before the sockets they stand for.
+        if let fastPath {
+            let carried = fastPath.remove(allocation)
+            allocation.counters.add(carried)
+            turnCounters.droppedBandwidth &+= carried.droppedBandwidth
+        }
         for r in allocation.relays { relayIO?.closeRelay(r.handle) }
         turn?.shared.removeLiveRelays(allocation.relays)
         for id in allocation.tcpPeers.keys { turn?.shared.removePeerConnection(id) }
@@ -333,6 +340,7 @@ extension RequestHandler {
         readClock()
         configuration.throttle.sweep(now: now)
         guard let turn else { return }
+        collectFastPath()
         var ended: [Allocation] = []
         for a in allocations.all {
             if a.expiry <= now {
@@ -340,10 +348,20 @@ extension RequestHandler {
                 continue
             }
             a.expire(now: now)
+            fastPath?.update(a, now: now)
         }
         for a in ended { deallocate(a, reason: .expired) }
         for r in turn.shared.expiredReservations(now: now) { relayIO?.discardReserved(r) }
         turn.shared.allocationRate.sweep(now: now)
+    }
+
+    /// Adds what the fast path relayed since the last tick to its allocations' counters (and so to
+    /// `/stats`, Prometheus and the admin API, whichever path carried a packet).
+    public func collectFastPath() {
+        fastPath?.collect { id, counters in
+            allocations.allocation(id: id)?.counters.add(counters)
+            if counters.droppedBandwidth > 0 { turnCounters.droppedBandwidth &+= counters.droppedBandwidth }
+        }
     }
 
     /// RFC 8656 section 3.1 / RFC 6062 section 5.1: an allocation made over a stream connection lives

@@ -37,6 +37,7 @@ extension RequestHandler {
             allocation.permit(peer.ip, now: now, lifetime: TurnSettings.permissionLifetime)
         }
         turnCounters.permissionsCreated &+= UInt64(newOnes)
+        fastPath?.update(allocation, now: now)
         return authenticatedResponse(reader, auth: auth, response: response)
     }
 
@@ -71,6 +72,7 @@ extension RequestHandler {
         case .tooManyChannels: return fail(508, "Too many channels")
         case .tooManyPermissions: return fail(508, "Too many permissions")
         }
+        fastPath?.update(allocation, now: now)
         return authenticatedResponse(reader, auth: auth, response: response)
     }
 }

@@ -7,13 +7,19 @@ extension Server {
     public var allocationCount: Int { withHandlers { $0.allocations.count }.reduce(0, +) }
 
     public func allocationInfos(user: String?, client: String?) -> [AllocationInfo] {
-        withHandlers { $0.allocationInfos(user: user, client: client) }.flatMap { $0 }
+        withHandlers { h in
+            h.collectFastPath()  // what the kernel relayed, up to now
+            return h.allocationInfos(user: user, client: client)
+        }.flatMap { $0 }
             .sorted { (UInt64($0.id) ?? 0) < (UInt64($1.id) ?? 0) }
     }
 
     public func allocationInfo(id: String) -> AllocationInfo? {
         guard let n = UInt64(id) else { return nil }
-        return withHandlers { $0.allocationInfo(id: n) }.lazy.compactMap { $0 }.first
+        return withHandlers { h in
+            h.collectFastPath()
+            return h.allocationInfo(id: n)
+        }.lazy.compactMap { $0 }.first
     }
 
     public func deleteAllocation(id: String) -> Bool {

@@ -25,11 +25,15 @@ extension Server {
         s.atCapacity = state.atCapacity
         s.allocations.capacity = state.capacity
         s.externalAddresses = state.external
+        s.offload = offloadFigures()
         var total = ServerStats()
         var inUse = 0
         for w in workers {
             w.queue.sync {
                 let handler = w.handler
+                // What the kernel relayed since the last tick, so the figures are exact now.
+                handler.collectFastPath()
+                s.offload.entries += (handler.fastPath as? OffloadFastPath)?.entryCount ?? 0
                 handler.addFigures(to: &s, perUser: perUser)
                 let io = w.stats
                 let dtlsClients = w.dtlsEndpoints.reduce(0) { $0 + $1.clientCount }

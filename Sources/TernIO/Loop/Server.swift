@@ -52,6 +52,9 @@ public final class Server: @unchecked Sendable {
         }
         var bound: [BoundListener] = []
         var draining = false
+        /// The kernel fast path, when `io.offload` asked for it and the kernel took it; otherwise why not.
+        var offload: KernelOffload?
+        var offloadUnavailable: String?
         /// Monotonic second at which start() finished.
         var startedAt: UInt64 = 0
         /// The TURN state every worker shares (quotas, reservations, TCP relay ports).
@@ -147,6 +150,7 @@ public final class Server: @unchecked Sendable {
         }
         attach(opened)
         for (spec, b) in bound { active[spec] = b }
+        startOffload()
         let boundList = bound.map(\.1)
         state.withLock { $0.bound = boundList }
         for worker in workers {
@@ -202,6 +206,7 @@ public final class Server: @unchecked Sendable {
         for w in workers {
             w.closing.wait()
         }
+        stopOffload()
         // Port reservations (EVEN-PORT) not redeemed by now: their sockets never had a source.
         for r in state.current.shared?.drainReservations() ?? [] {
             reservedRelays.take(r.handle)?.close()
