@@ -106,6 +106,9 @@ install -m 0644 "$debian/config.json" "$stage/etc/tern/config.json"
 gzip -9nc README.md >"$doc/README.md.gz"
 install -m 0644 docs/admin-api.openapi.json "$doc/admin-api.openapi.json"
 install -m 0644 "$debian/copyright" "$doc/copyright"
+# The drop-in for io.offload "tc" (CAP_BPF, CAP_NET_ADMIN): an example the operator copies, never active by default.
+install -d "$doc/examples"
+install -m 0644 deploy/tern-offload.conf "$doc/examples/tern-offload.conf"
 gzip -9nc "$debian/tern.1" >"$stage/usr/share/man/man1/tern.1.gz"
 
 # The changelog (a native package: changelog.gz). A version without an entry gets one generated.

@@ -9,7 +9,7 @@ start=$SECONDS
 trap 'echo "test.sh: finished in $((SECONDS - start))s"' EXIT
 
 # haproxy and nginx (with its stream module) stand in front of Tern in the PROXY protocol tests.
-packages=(libssl-dev libsystemd-dev libbpf-dev pkg-config coturn chromium chromium-driver libnss3-tools systemd nftables iproute2
+packages=(libssl-dev libsystemd-dev libbpf-dev bpftool pkg-config coturn chromium chromium-driver libnss3-tools systemd nftables iproute2
           haproxy nginx libnginx-mod-stream)
 
 missing=()

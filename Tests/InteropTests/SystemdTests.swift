@@ -91,6 +91,26 @@ struct SystemdTests {
         #expect(complaints.isEmpty, "\(verify.output)")
     }
 
+    @Test("deploy/tern-offload.conf is a clean drop-in that adds CAP_BPF, CAP_NET_ADMIN and bpf(2), nothing else",
+          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze")))
+    func offloadDropIn() throws {
+        let dropIn = try String(contentsOf: Self.repoRoot.appendingPathComponent("deploy/tern-offload.conf"), encoding: .utf8)
+        let settings = dropIn.split(separator: "\n").filter { !$0.hasPrefix("#") && $0.contains("=") }.map(String.init)
+        #expect(settings == ["CapabilityBoundingSet=CAP_BPF CAP_NET_ADMIN", "AmbientCapabilities=CAP_BPF CAP_NET_ADMIN",
+                             "SystemCallFilter=bpf", "RestrictAddressFamilies=AF_NETLINK"])
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tern-unit-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("tern.service.d"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try String(contentsOf: Self.repoRoot.appendingPathComponent("deploy/tern.service"), encoding: .utf8)
+            .replacingOccurrences(of: "/usr/local/bin/tern", with: TernProcess.executableURL.path)
+            .write(to: dir.appendingPathComponent("tern.service"), atomically: true, encoding: .utf8)
+        try dropIn.write(to: dir.appendingPathComponent("tern.service.d/offload.conf"), atomically: true, encoding: .utf8)
+        // verify reads the drop-in next to the unit (a bad line in it is reported as offload.conf:N).
+        let verify = try runTool("/usr/bin/systemd-analyze", ["verify", dir.appendingPathComponent("tern.service").path])
+        let complaints = verify.output.split(separator: "\n").filter { $0.contains("tern.service") || $0.contains("offload.conf") }
+        #expect(complaints.isEmpty, "\(verify.output)")
+    }
+
     @Test("Socket activation: a socket passed in by systemd-socket-activate is served instead of binding",
           .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-socket-activate")))
     func socketActivation() throws {

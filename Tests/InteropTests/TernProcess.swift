@@ -20,8 +20,9 @@ final class TernProcess {
         return dir.appendingPathComponent("tern")
     }
 
-    /// Starts `tern serve`, with `config` written to a temporary file when given.
-    init(config: String?, environment: [String: String] = [:]) throws {
+    /// Starts `tern serve`, with `config` written to a temporary file when given; through `wrapper`
+    /// (a command that then runs tern, such as `setpriv ... --`) when one is given.
+    init(config: String?, environment: [String: String] = [:], wrapper: [String] = []) throws {
         if var config {
             // Tests run side by side: unless a test sets its own, the admin endpoint takes a free port.
             if !config.contains("\"admin\""), let brace = config.firstIndex(of: "{") {
@@ -33,8 +34,14 @@ final class TernProcess {
         } else {
             configURL = nil
         }
-        process.executableURL = Self.executableURL
-        process.arguments = ["serve"] + (configURL.map { ["--config", $0.path] } ?? [])
+        let serve = ["serve"] + (configURL.map { ["--config", $0.path] } ?? [])
+        if let launcher = wrapper.first {
+            process.executableURL = URL(fileURLWithPath: launcher)
+            process.arguments = Array(wrapper.dropFirst()) + [Self.executableURL.path] + serve
+        } else {
+            process.executableURL = Self.executableURL
+            process.arguments = serve
+        }
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
