@@ -21,7 +21,7 @@ extension HeavyInteropTests {
         """
 
         /// Starts tern with `config` and returns it with its UDP (or TCP) listener's port.
-        static func startTern(transport: String = "udp") throws -> (TernProcess, UInt16) {
+        static func startTern(transport: String = "udp", config: String = config) throws -> (TernProcess, UInt16) {
             let tern = try TernProcess(config: config)
             guard tern.waitForLog("tern listening") else {
                 _ = tern.terminate()
@@ -64,6 +64,35 @@ extension HeavyInteropTests {
             let r = try BrowserHarness.runRelayTest(
                 iceServers: try Self.iceServers(port: port, username: "alice", credential: "wonderland"), timeout: 30)
             Self.expectRelayed(r, tern: tern)
+        }
+
+        @Test("io.offload \"tc\": the call's channels are relayed by the kernel, video and data channel both ways",
+              .timeLimit(.minutes(1)))
+        func kernelOffload() throws {
+            let offloaded = Self.config.replacingOccurrences(
+                of: #""peers": {"allow": ["127.0.0.0/8"]}"#,
+                with: #""peers": {"allow": ["127.0.0.0/8"]}, "io": {"offload": "tc", "offloadInterfaces": ["lo"]}"#)
+            let (tern, port) = try Self.startTern(config: offloaded)
+            defer { _ = tern.terminate() }
+            guard tern.stderr.contains("relayed in the kernel") else {
+                if ProcessInfo.processInfo.environment["CI"] == "true" { Issue.record("io.offload unavailable in CI: \(tern.stderr)") }
+                else { print("BrowserRelayTests: offload unavailable here, skipped: \(tern.stderr.suffix(300))") }
+                return
+            }
+            let r = try BrowserHarness.runRelayTest(
+                iceServers: try Self.iceServers(port: port, username: "alice", credential: "wonderland"), timeout: 30)
+            Self.expectRelayed(r, tern: tern)
+            let admin = try #require(tern.adminAddress())
+            let toPeer = adminStat(admin, ["offload", "kernel", "relayed_to_peer"]) ?? 0
+            let toClient = adminStat(admin, ["offload", "kernel", "relayed_to_client"]) ?? 0
+            let relayed = adminStat(admin, ["relayed", "clientToPeer", "packets"]) ?? 0
+            print("browser relay with offload: kernel relayed \(toPeer) to peers and \(toClient) to clients of \(relayed) client-to-peer packets; "
+                  + "passed: expired \(adminStat(admin, ["offload", "kernel", "passed_expired"]) ?? -1), "
+                  + "length \(adminStat(admin, ["offload", "kernel", "passed_length"]) ?? -1), route \(adminStat(admin, ["offload", "kernel", "passed_route"]) ?? -1)")
+            // Two relay-to-relay legs each way: the video's packets (30+ frames) went through the kernel,
+            // and /stats counts them with what user space relayed.
+            #expect(toPeer >= 100 && toClient >= 100, "to peer \(toPeer), to client \(toClient)")
+            #expect(relayed >= toPeer)
         }
 
         @Test("TURN over TCP (?transport=tcp): data channel and video flow relay-to-relay",

@@ -76,6 +76,32 @@ struct KernelOffloadTests {
         #expect(server.snapshot(perUser: false).relayed.clientToPeer.packets == 21)
     }
 
+    @Test("Relay to relay (both clients on this server), as browsers' calls go", arguments: modes)
+    func relayToRelay(_ offload: IOConfig.Offload) throws {
+        guard let server = try Self.server(offload) else { return }
+        defer { server.stop() }
+        let a = try TurnTestClient(server: Self.address(server), username: "alice", password: "wonderland")
+        let b = try TurnTestClient(server: Self.address(server), username: "bob", password: "builder")
+        let relayA = try #require(relayedAddresses(try a.allocate()).first)
+        let relayB = try #require(relayedAddresses(try b.allocate()).first)
+        #expect(try a.request(.channelBind, [.channelNumber(0x4000), .xorPeerAddress(relayB)]).type.messageClass == .successResponse)
+        #expect(try b.request(.channelBind, [.channelNumber(0x4001), .xorPeerAddress(relayA)]).type.messageClass == .successResponse)
+        for i in 0..<10 {
+            a.sendChannelData(0x4000, [UInt8](repeating: UInt8(i), count: 50 + i))
+            let atB = try #require(b.receiveRelayed())
+            #expect(atB.channel == 0x4001 && atB.data == [UInt8](repeating: UInt8(i), count: 50 + i))
+            b.sendChannelData(0x4001, [UInt8(i)])
+            let atA = try #require(a.receiveRelayed())
+            #expect(atA.channel == 0x4000 && atA.data == [UInt8(i)])
+        }
+        let snap = server.snapshot(perUser: false)
+        // Each datagram is relayed twice (client to peer at one allocation, peer to client at the other).
+        #expect(snap.relayed.clientToPeer.packets == 20 && snap.relayed.peerToClient.packets == 20)
+        if offload == .tc {
+            #expect(snap.offload.kernel["relayed_to_peer"] == 20 && snap.offload.kernel["relayed_to_client"] == 20)
+        }
+    }
+
     @Test("An expired permission stops the relaying in the kernel too", arguments: modes)
     func expiry(_ offload: IOConfig.Offload) throws {
         let clock = testClock()

@@ -139,89 +139,6 @@ static __always_inline void rewrite_ip(struct iphdr *ip, const struct tern_entry
     ip_checksum(ip);
 }
 
-/* RFC 8656 section 12.4: ChannelData from a client. The 4-byte header is taken off and the payload
- * goes from the relay address to the channel's peer. */
-static __always_inline int to_peer(struct __sk_buff *skb, struct iphdr *ip, struct udphdr *udp,
-                                   __u16 *channel_header, void *end)
-{
-    struct tern_client_key key = {
-        .client_ip = ip->saddr, .server_ip = ip->daddr,
-        .client_port = udp->source, .server_port = udp->dest,
-        .channel = bpf_ntohs(channel_header[0]),
-    };
-    struct tern_entry *e = bpf_map_lookup_elem(&tern_to_peer, &key);
-    if (!e)
-        return PASS;
-    __u16 udp_len = bpf_ntohs(udp->len);
-    __u16 length = bpf_ntohs(channel_header[1]);
-    /* Section 12.4: the length field must match; padded ChannelData is left to user space. */
-    if (udp_len < sizeof(*udp) + CHANNEL_HEADER || length != udp_len - sizeof(*udp) - CHANNEL_HEADER ||
-        bpf_ntohs(ip->tot_len) != sizeof(*ip) + udp_len) {
-        count(TERN_STAT_PASSED_LENGTH);
-        return PASS;
-    }
-    __u64 now = bpf_ktime_get_ns();
-    if (now >= e->expiry_ns) {
-        count(TERN_STAT_PASSED_EXPIRED);
-        return PASS;
-    }
-    if (!routable(skb, e)) {
-        count(TERN_STAT_PASSED_ROUTE);
-        return PASS;
-    }
-    if (!spend(e->allocation, length, now)) {
-        __sync_fetch_and_add(&e->dropped_bandwidth, 1);
-        count(TERN_STAT_DROPPED_BANDWIDTH);
-        return TC_ACT_SHOT;
-    }
-    struct tern_entry out = *e;
-    __u16 new_udp_len = udp_len - CHANNEL_HEADER;
-    /* RFC 1624 incremental update: out go the old pseudo-header addresses, ports, both length
-     * words and the ChannelData header; in come the new ones. The payload keeps its 16-bit
-     * alignment (it moves by 4 bytes), so it needs no pass. A zero checksum stays zero. */
-    __u16 check = udp->check;
-    /* From lo, the sender's checksum was never computed (CHECKSUM_PARTIAL: the field holds only the
-     * pseudo-header's sum), and taking 4 bytes out leaves the kernel's checksum offset pointing
-     * before the moved UDP header, so the receiver would verify a sum that was never made. A zero
-     * checksum (RFC 768: none, allowed over IPv4) is what lo's trust amounts to anyway. */
-    if (skb->ifindex == LOOPBACK_IFINDEX)
-        check = 0;
-    if (check) {
-        __u32 sum = (__u16)~check;
-        sum = sub32(sum, ip->saddr); sum = sub32(sum, ip->daddr);
-        sum = sub16(sum, udp->source); sum = sub16(sum, udp->dest);
-        sum = sub16(sum, udp->len); sum = sub16(sum, udp->len);
-        sum = sub16(sum, channel_header[0]); sum = sub16(sum, channel_header[1]);
-        sum = add32(sum, out.from_ip); sum = add32(sum, out.to_ip);
-        sum = add16(sum, out.from_port); sum = add16(sum, out.to_port);
-        sum = add16(sum, bpf_htons(new_udp_len)); sum = add16(sum, bpf_htons(new_udp_len));
-        check = (__u16)~fold(sum);
-        if (check == 0)
-            check = 0xffff;
-    }
-    /* Removes the 4 bytes right after the IPv4 header: the UDP header's first half. The 8 bytes
-     * now after the IPv4 header (old length and checksum, then the ChannelData header) become the
-     * new UDP header. */
-    if (bpf_skb_adjust_room(skb, -CHANNEL_HEADER, BPF_ADJ_ROOM_NET, 0))
-        return PASS;
-    void *data = (void *)(long)skb->data;
-    end = (void *)(long)skb->data_end;
-    struct ethhdr *eth = data;
-    ip = (void *)(eth + 1);
-    udp = (void *)(ip + 1);
-    if ((void *)(udp + 1) > end)
-        return TC_ACT_SHOT;
-    rewrite_ip(ip, &out, sizeof(*ip) + new_udp_len);
-    udp->source = out.from_port;
-    udp->dest = out.to_port;
-    udp->len = bpf_htons(new_udp_len);
-    udp->check = check;
-    __sync_fetch_and_add(&e->packets, 1);
-    __sync_fetch_and_add(&e->bytes, length);
-    count(TERN_STAT_RELAYED_TO_PEER);
-    return deliver(skb, &out);
-}
-
 /* RFC 8656 section 12.5 over UDP: a peer's datagram to a relay address whose peer has a channel
  * goes to the client as ChannelData, without padding (optional over UDP). */
 static __always_inline int to_client(struct __sk_buff *skb, struct iphdr *ip, struct udphdr *udp)
@@ -301,6 +218,112 @@ static __always_inline int to_client(struct __sk_buff *skb, struct iphdr *ip, st
     __sync_fetch_and_add(&e->packets, 1);
     __sync_fetch_and_add(&e->bytes, length);
     count(TERN_STAT_RELAYED_TO_CLIENT);
+    return deliver(skb, &out);
+}
+
+/* RFC 8656 section 12.4: ChannelData from a client. The 4-byte header is taken off and the payload
+ * goes from the relay address to the channel's peer. */
+static __always_inline int to_peer(struct __sk_buff *skb, struct iphdr *ip, struct udphdr *udp,
+                                   __u16 *channel_header, void *end)
+{
+    struct tern_client_key key = {
+        .client_ip = ip->saddr, .server_ip = ip->daddr,
+        .client_port = udp->source, .server_port = udp->dest,
+        .channel = bpf_ntohs(channel_header[0]),
+    };
+    struct tern_entry *e = bpf_map_lookup_elem(&tern_to_peer, &key);
+    if (!e)
+        return PASS;
+    __u16 udp_len = bpf_ntohs(udp->len);
+    __u16 length = bpf_ntohs(channel_header[1]);
+    /* Section 12.4: the length field must match; padded ChannelData is left to user space. */
+    if (udp_len < sizeof(*udp) + CHANNEL_HEADER || length != udp_len - sizeof(*udp) - CHANNEL_HEADER ||
+        bpf_ntohs(ip->tot_len) != sizeof(*ip) + udp_len) {
+        count(TERN_STAT_PASSED_LENGTH);
+        return PASS;
+    }
+    __u64 now = bpf_ktime_get_ns();
+    if (now >= e->expiry_ns) {
+        count(TERN_STAT_PASSED_EXPIRED);
+        return PASS;
+    }
+    /* Relay to relay: when the peer is another allocation's relay address on this host (both
+     * clients use this server), its entry takes the datagram on to that allocation's client in the
+     * same pass, instead of up to the relay socket and back down from user space. */
+    struct tern_entry *chain = NULL;
+    if (e->flags & TERN_ENTRY_LOCAL) {
+        struct tern_peer_key next = {
+            .peer_ip = e->from_ip, .relay_ip = e->to_ip, .peer_port = e->from_port, .relay_port = e->to_port,
+        };
+        chain = bpf_map_lookup_elem(&tern_to_client, &next);
+        if (chain && (now >= chain->expiry_ns || !routable(skb, chain)))
+            chain = NULL;
+    }
+    if (!chain && !routable(skb, e)) {
+        count(TERN_STAT_PASSED_ROUTE);
+        return PASS;
+    }
+    if (!spend(e->allocation, length, now)) {
+        __sync_fetch_and_add(&e->dropped_bandwidth, 1);
+        count(TERN_STAT_DROPPED_BANDWIDTH);
+        return TC_ACT_SHOT;
+    }
+    struct tern_entry out = *e;
+    __u16 new_udp_len = udp_len - CHANNEL_HEADER;
+    /* RFC 1624 incremental update: out go the old pseudo-header addresses, ports, both length
+     * words and the ChannelData header; in come the new ones. The payload keeps its 16-bit
+     * alignment (it moves by 4 bytes), so it needs no pass. A zero checksum stays zero. */
+    __u16 check = udp->check;
+    /* From lo, the sender's checksum was never computed (CHECKSUM_PARTIAL: the field holds only the
+     * pseudo-header's sum), and taking 4 bytes out leaves the kernel's checksum offset pointing
+     * before the moved UDP header, so the receiver would verify a sum that was never made. A zero
+     * checksum (RFC 768: none, allowed over IPv4) is what lo's trust amounts to anyway. */
+    if (skb->ifindex == LOOPBACK_IFINDEX)
+        check = 0;
+    if (check) {
+        __u32 sum = (__u16)~check;
+        sum = sub32(sum, ip->saddr); sum = sub32(sum, ip->daddr);
+        sum = sub16(sum, udp->source); sum = sub16(sum, udp->dest);
+        sum = sub16(sum, udp->len); sum = sub16(sum, udp->len);
+        sum = sub16(sum, channel_header[0]); sum = sub16(sum, channel_header[1]);
+        sum = add32(sum, out.from_ip); sum = add32(sum, out.to_ip);
+        sum = add16(sum, out.from_port); sum = add16(sum, out.to_port);
+        sum = add16(sum, bpf_htons(new_udp_len)); sum = add16(sum, bpf_htons(new_udp_len));
+        check = (__u16)~fold(sum);
+        if (check == 0)
+            check = 0xffff;
+    }
+    /* Removes the 4 bytes right after the IPv4 header: the UDP header's first half. The 8 bytes
+     * now after the IPv4 header (old length and checksum, then the ChannelData header) become the
+     * new UDP header. */
+    if (bpf_skb_adjust_room(skb, -CHANNEL_HEADER, BPF_ADJ_ROOM_NET, 0))
+        return PASS;
+    void *data = (void *)(long)skb->data;
+    end = (void *)(long)skb->data_end;
+    struct ethhdr *eth = data;
+    ip = (void *)(eth + 1);
+    udp = (void *)(ip + 1);
+    if ((void *)(udp + 1) > end)
+        return TC_ACT_SHOT;
+    rewrite_ip(ip, &out, sizeof(*ip) + new_udp_len);
+    udp->source = out.from_port;
+    udp->dest = out.to_port;
+    udp->len = bpf_htons(new_udp_len);
+    udp->check = check;
+    __sync_fetch_and_add(&e->packets, 1);
+    __sync_fetch_and_add(&e->bytes, length);
+    count(TERN_STAT_RELAYED_TO_PEER);
+    if (chain) {
+        int verdict = to_client(skb, ip, udp);
+        if (verdict != PASS)
+            return verdict;
+        /* The second leg declined after all (its budget or MTU): a datagram for a local address
+         * can go on up the stack only from lo. */
+        if (skb->ifindex != LOOPBACK_IFINDEX) {
+            count(TERN_STAT_PASSED_ROUTE);
+            return TC_ACT_SHOT;
+        }
+    }
     return deliver(skb, &out);
 }
 
