@@ -81,6 +81,13 @@ public final class PrometheusExporter: @unchecked Sendable {
                     "Connections on PROXY protocol listeners refused (source not trusted) or closed (header malformed, or missing)",
                     [("reason", reason)], s.proxyProtocol[reason] ?? 0)
         }
+        gauge("tern_offload_active", "1 when io.offload's TC classifier is loaded and attached, else 0", [], s.offload.active ? 1 : 0)
+        gauge("tern_offload_entries", "Entries in the kernel fast path's maps (two per offloaded channel)", [], Double(s.offload.entries))
+        for (outcome, n) in s.offload.kernel.sorted(by: { $0.key < $1.key }) {
+            counter("tern_offload_packets_total",
+                    "Datagrams the kernel fast path relayed (relayed_to_peer, relayed_to_client), passed to user space (passed_*) or dropped (dropped_bandwidth)",
+                    [("outcome", outcome)], n)
+        }
         gauge("tern_relay_ports", "Relay ports in use by Tern and free in relay.portRange", [("state", "in_use")], Double(s.relayPorts.inUse))
         gauge("tern_relay_ports", "Relay ports in use by Tern and free in relay.portRange", [("state", "free")], Double(s.relayPorts.free))
         for w in s.workers {
