@@ -15,6 +15,10 @@ final class OffloadFastPath: FastPath {
     private let routes: RouteCache
     private let monotonicNanos: () -> UInt64
     private var installed: [UInt64: Installed] = [:]
+    /// CLOCK_MONOTONIC nanoseconds minus the handler's second count times 10^9, taken once: an
+    /// expiry then maps to the same kernel time at every tick, so an unchanged entry is never
+    /// rewritten (wrapping arithmetic: a test's clock may run ahead of the system's).
+    private var clockOffset: UInt64?
 
     private struct Installed {
         var toPeer: [ClientKey: Written] = [:]
@@ -62,13 +66,14 @@ final class OffloadFastPath: FastPath {
         var want = Installed()
         if Self.offloadable(allocation), let relay = allocation.relay(for: .ipv4)?.bound {
             let tuple = allocation.fiveTuple
-            let nowNanos = monotonicNanos()
+            let offset = clockOffset ?? (monotonicNanos() &- now &* 1_000_000_000)
+            clockOffset = offset
             for (number, binding) in allocation.channels where binding.peer.ip.family == .ipv4 {
                 guard let permission = allocation.permissions[binding.peer.ip] else { continue }
                 let expiry = min(binding.expiry, permission, allocation.expiry)
                 guard expiry > now, let toPeerRoute = routes.route(to: binding.peer.ip),
                       let toClientRoute = routes.route(to: tuple.client.ip) else { continue }
-                let expiryNanos = nowNanos &+ (expiry - now) &* 1_000_000_000
+                let expiryNanos = offset &+ expiry &* 1_000_000_000
                 want.toPeer[ClientKey(client: tuple.client, server: tuple.server, channel: number)] = Written(
                     entry: Self.entry(from: relay, to: binding.peer, channel: 0, route: toPeerRoute, expiry: expiryNanos,
                                       allocation: allocation.id))
