@@ -124,6 +124,39 @@ struct KernelOffloadTests {
         #expect(server.snapshot(perUser: false).relayed.clientToPeer.packets == 1)
     }
 
+    @Test("A refreshed permission extends the kernel entry's expiry; a tick does not rewrite it", arguments: modes)
+    func refreshExtends(_ offload: IOConfig.Offload) throws {
+        let clock = testClock()
+        guard let server = try Self.server(offload, clock: clock) else { return }
+        defer { server.stop() }
+        let s = try ChannelSession(server: Self.address(server))
+        defer { s.peer.close() }
+        var expiries: [UInt64] = []
+        func kernelExpiry() -> UInt64? {
+            guard let kernel = server.kernelOffload else { return nil }
+            var key = tern_client_key(), value = tern_entry()
+            guard tern_bpf_next_key(kernel.toPeer, nil, &key) == 0, Posix.bpfLookup(kernel.toPeer, key: &key, value: &value) else { return nil }
+            return value.expiry_ns
+        }
+        if let e = kernelExpiry() { expiries.append(e) }
+        clock.advance(by: 200); server.tick()
+        // An unchanged entry is not rewritten by the tick.
+        if let e = kernelExpiry() { #expect(e == expiries.last) }
+        #expect(try s.client.request(.createPermission, [.xorPeerAddress(s.peer.address)]).type.messageClass == .successResponse)
+        if let e = kernelExpiry() { expiries.append(e) }
+        clock.advance(by: 101); server.tick()
+        // Past the first permission's 300 s, the refreshed one (to 500 s) still relays.
+        s.client.sendChannelData(0x4000, [1, 2, 3])
+        #expect(s.peer.receive()?.data == [1, 2, 3])
+        s.peer.send([4], to: s.relayed)
+        #expect(s.client.receiveRelayed()?.data == [4])
+        if offload == .tc {
+            #expect(expiries.count == 2 && expiries[1] == expiries[0] + 200_000_000_000, "\(expiries)")
+            let snap = server.snapshot(perUser: false)
+            #expect(snap.offload.kernel["relayed_to_peer"] == 1 && snap.offload.kernel["relayed_to_client"] == 1)
+        }
+    }
+
     @Test("A stale kernel entry never relays: past its own expiry the program passes to user space")
     func staleEntry() throws {
         guard let server = try Self.server(.tc) else { return }
