@@ -1,267 +1,246 @@
 #!/usr/bin/env python3
-"""Tern against coturn on this machine, side by side in one run, and against a bare forwarder.
+"""Tern (user space), Tern with the kernel offload (io.offload "tc") and coturn on this machine, side
+by side in one run, and against a bare forwarder.
 
 Each server runs pinned to CPU 0 (`taskset -c 0`, one worker / one relay thread); the load generator
 (`tern-load`, built from Benchmarks/) runs pinned to CPU 1. Cases:
 
   * fixed offered rates (K = 1, 100, 1000 allocations, 100 B and 1200 B): relayed packets/s, loss,
-    latency p50/p99/p99.9, server CPU seconds per million relayed packets (/proc/PID/stat);
-  * the highest loss-free rate (loss <= 0.1%) with K = 100, found by stepping the offered rate;
+    latency p50/p99/p99.9, server CPU per relayed packet (/proc/PID/stat);
+  * the highest loss-free rate (loss <= 0.1%) with K = 100, found by stepping the offered rate (for the
+    offload up to the generator's ceiling, saying so when the generator and not loss stopped it);
   * saturation (the generator sends as fast as it can);
-  * one allocation carrying a 1200 B stream (video-like), where UDP GSO applies;
+  * one allocation carrying a 1200 B stream (video-like);
+  * the realistic mix: 1,000 allocations, each a jittered stream both ways (80% audio-like, 20%
+    video-like), at fixed offered totals;
   * RSS per idle allocation with 10,000 allocations, and allocations set up per second.
 
-Writes BENCHMARKS.md (the table, the ratios, the machine and the date) and prints the ratios.
-Usage: Benchmarks/run.sh [--quick]
+Every case also records the whole machine's busy CPU time (/proc/stat) per relayed packet: with the
+offload the relaying runs in softirq on whichever core received the packet, not in the server process.
+The generator's own machine cost is measured alone (`--mode direct`: the same load straight to its sink
+sockets) and every figure is also given net of it.
+
+Writes BENCHMARKS.md and Benchmarks/results.json (or into --out DIR) and prints the summaries.
+Usage: Benchmarks/run.sh [--quick] [--servers tern,tern-offload,coturn,forwarder] [--only CASES] ...
 """
-import datetime, json, os, platform, shutil, signal, subprocess, sys, tempfile, time
+import argparse, json, os, shutil, tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BENCH = os.path.join(ROOT, "Benchmarks")
-TERN = os.path.join(ROOT, ".build", "release", "tern")
-LOAD = os.path.join(BENCH, ".build", "release", "tern-load")
-FORWARDER = os.path.join(BENCH, ".build", "release", "bare-forwarder")
-TURNSERVER = shutil.which("turnserver") or "/usr/bin/turnserver"
-QUICK = "--quick" in sys.argv
-DURATION = 2.0 if QUICK else 3.0
-SERVER_CPU, LOAD_CPU = "0", "1"
-PORT = 34780
-RELAY_RANGE = (10000, 29999)  # below the ephemeral range, so the generator's sockets never collide
+from servers import BENCH, FORWARDER, LOAD, ROOT, STARTERS, TERN, TURNSERVER, Generator, load, log
+import report
+
+CASES = ["fixed", "lossfree_100", "lossfree_1200", "saturation", "stream", "mix", "idle"]
+SERVERS = ["tern", "tern-offload", "coturn", "forwarder"]
 
 
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
+def arguments():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="fewer cases (K = 1, 100; 2,000 idle), 2 s each")
+    p.add_argument("--servers", default=",".join(SERVERS), help="comma-separated, from: " + ", ".join(SERVERS))
+    p.add_argument("--only", default=",".join(CASES), help="comma-separated case groups, from: " + ", ".join(CASES))
+    p.add_argument("--mix-rates", default="50000,100000", help="the mix's offered totals, both legs together (pkt/s)")
+    p.add_argument("--mix-allocations", type=int, default=1000)
+    p.add_argument("--mix-peer-batch", type=int, default=1,
+                   help="the mix's peer sends its due datagrams in sendmmsg batches of up to this many (default 1: one "
+                        "system call each; more is cheaper for the generator but adds the earlier datagrams' send time "
+                        "to the later ones' latency)")
+    p.add_argument("--duration", type=float, help="seconds per case (default 3, 2 with --quick)")
+    p.add_argument("--gso", choices=["auto", "on", "off"], default="auto",
+                   help="how the generator sends each burst of the burst cases (the mix never bursts): on, as one UDP GSO "
+                        "send; off, as one sendmmsg of single datagrams. Over lo a GSO send reaches the TC classifier as one "
+                        "GSO packet, which it leaves to user space, so the offload relays (almost) nothing with it. auto "
+                        "(default): on for coturn, Tern and the forwarder (as before), off for Tern offload, and Tern "
+                        "also runs the offload's comparison cases with it off")
+    p.add_argument("--out", help="directory for BENCHMARKS.md and results.json (default: the repository's)")
+    a = p.parse_args()
+    a.servers = [s for s in a.servers.split(",") if s]
+    a.only = set(c for c in a.only.split(",") if c)
+    for s in a.servers:
+        if s not in SERVERS:
+            p.error(f"unknown server {s!r}")
+    for c in a.only:
+        if c not in CASES:
+            p.error(f"unknown case group {c!r}")
+    a.mix_rates = [int(r) for r in a.mix_rates.split(",") if r]
+    a.duration = a.duration or (2.0 if a.quick else 3.0)
+    return a
 
 
-class Server:
-    """One server process pinned to SERVER_CPU."""
-
-    def __init__(self, name, argv, ready_delay=1.0):
-        self.name = name
-        self.proc = subprocess.Popen(["taskset", "-c", SERVER_CPU] + argv, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
-        time.sleep(ready_delay)
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"{name} exited at start ({self.proc.returncode}): {' '.join(argv)}")
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-
-def start_tern(tmp):
-    config = {
-        "realm": "bench", "workers": 1,
-        "listeners": [{"transport": "udp", "address": "127.0.0.1", "port": PORT}],
-        "relay": {"ipv4": "127.0.0.1", "portRange": list(RELAY_RANGE)},
-        "auth": {"users": {"bench": "bench"}},
-        "peers": {"allow": ["127.0.0.0/8"]},
-        # coturn runs with its quotas off (--user-quota 0 --total-quota 0): Tern's abuse limits are off too.
-        "limits": {"allocationsPerUser": 100000, "allocationsPerIP": 100000, "allocationsTotal": 100000,
-                   "allocationRatePerIP": 1000000, "unauthenticatedRatePerIP": 1000000,
-                   "bandwidthPerAllocation": 0, "bandwidthPerUser": 0, "maxLifetime": 3600},
-        "admin": {"enabled": False},
-        "log": {"level": "warning"},
-        "drain": {"timeoutSeconds": 0},
-    }
-    path = os.path.join(tmp, "tern.json")
-    with open(path, "w") as f:
-        json.dump(config, f)
-    return Server("tern", [TERN, "serve", "--config", path])
-
-
-def start_coturn(tmp):
-    return Server("coturn", [
-        TURNSERVER, "-n", "--no-cli", "--no-tls", "--no-dtls", "--no-tcp-relay",
-        "--listening-ip", "127.0.0.1", "--listening-port", str(PORT), "--relay-ip", "127.0.0.1",
-        "--min-port", str(RELAY_RANGE[0]), "--max-port", str(RELAY_RANGE[1]),
-        "--lt-cred-mech", "--user", "bench:bench", "--realm", "bench",
-        "--relay-threads", "1", "--allow-loopback-peers", "--user-quota", "0", "--total-quota", "0",
-        "--no-stdout-log", "--log-file", os.path.join(tmp, "coturn.log"), "--pidfile", os.path.join(tmp, "coturn.pid"),
-        "--stale-nonce", "0", "--max-allocate-lifetime", "3600",
-    ], ready_delay=1.5)
-
-
-def start_forwarder(sink_port):
-    return Server("bare forwarder", [FORWARDER, str(PORT), str(sink_port)], ready_delay=0.3)
-
-
-def load(server, *, mode="turn", allocations=1, size=100, rate=50000, idle=False, sink_port=0):
-    argv = ["taskset", "-c", LOAD_CPU, LOAD, "--server", f"127.0.0.1:{PORT}", "--mode", mode,
-            "--allocations", str(allocations), "--size", str(size), "--rate", str(rate),
-            "--duration", str(DURATION), "--server-pid", str(server.pid), "--sink-port", str(sink_port), "--gso"]
-    if idle:
-        argv.append("--idle")
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-    line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "{}"
-    result = json.loads(line)
-    if out.returncode != 0 or "error" in result:
-        raise RuntimeError(f"tern-load failed against {server.name}: {line} {out.stderr[-500:]}")
-    return result
-
-
-def loss_free_rate(server, *, size, allocations, mode="turn", sink_port=0, start=60000, step=20000, limit=600000):
+def loss_free_rate(server, run, *, size, allocations, mode="turn", start=60000, step=20000, limit=600000):
     """The highest relayed rate with loss <= 0.1% while stepping the offered rate up by `step`. Stops
-    after two steps in a row that lost more, or that the generator itself could not offer (then the
-    result is bounded by the generator, and says so with `generator_limited`)."""
-    best = None
-    rate = start
-    misses = 0
-    while rate <= limit and misses < 2:
-        r = load(server, mode=mode, allocations=allocations, size=size, rate=rate, sink_port=sink_port)
+    after two steps in a row that lost more, or that the generator itself could not offer, or at
+    `limit`. The result says which (`stopped_by`: "loss", "generator" or "limit") and whether its own
+    run was bounded by the generator (`generator_limited`); `steps` lists every step."""
+    best, steps, misses, rate = None, [], [], start
+    while rate <= limit and len(misses) < 2:
+        r = run(server, mode=mode, allocations=allocations, size=size, rate=rate)
         offered = r["sent"] / r["send_s"]
         generator_limited = offered < 0.97 * rate
         clean = r["loss"] <= 0.001
+        steps.append({"rate": rate, "generator_reached": round(offered), "relayed_pps": r["relayed_pps"], "loss": r["loss"],
+                      "kernel_share": r.get("kernel_share")})
         log(f"    {server.name} {size} B x{allocations} offered {rate} (generator reached {offered:.0f}): "
-            f"relayed {r['relayed_pps']:.0f}/s loss {100 * r['loss']:.3f}%")
+            f"relayed {r['relayed_pps']:.0f}/s loss {100 * r['loss']:.3f}%"
+            + (f" kernel share {100 * r['kernel_share']:.1f}%" if "kernel_share" in r else ""))
         if clean and (best is None or r["relayed_pps"] > best["relayed_pps"]):
             best = dict(r, generator_limited=generator_limited)
-        misses = misses + 1 if (not clean or generator_limited) else 0
+        if clean and not generator_limited:
+            misses = []
+        else:
+            misses.append("generator" if generator_limited and clean else "loss")
         rate += step
+    if best is not None:
+        # Loss while the generator also fell short counts as loss: the server dropped what it got.
+        best["stopped_by"] = "limit" if len(misses) < 2 else ("generator" if "generator" in misses else "loss")
+        best["steps"] = steps
     return best
 
 
-def main():
-    for path in (TERN, LOAD, FORWARDER):
-        if not os.path.exists(path):
-            sys.exit(f"missing {path}: run Benchmarks/run.sh, which builds it")
-    tmp = tempfile.mkdtemp(prefix="tern-bench-")
-    results = {"tern": {}, "coturn": {}, "forwarder": {}}
-    sizes = [100, 1200]
-    fixed_allocations = [1, 100] if QUICK else [1, 100, 1000]
+def uses_gso(args, name):
+    return args.gso == "on" or (args.gso == "auto" and name != "tern-offload")
+
+
+def generator_key(spec):
+    kind = "mix" if spec["mix"] else ("burst-gso" if spec["gso"] else "burst")
+    return f"{kind}_{spec['allocations']}_{spec['size']}_{spec['rate']}"
+
+
+def run_server(name, results, generator_needs, args, tmp):
+    quick, groups = args.quick, args.only
+    gso = uses_gso(args, name)
+    r = results.setdefault(name, {})
+
+    def run(server, gso=gso, **kw):
+        return load(server, duration=args.duration, gso=gso, **kw)
+
+    def needs(result, rate, gso=gso, mix=False, allocations=1, size=100):
+        # The same load with no server in between: what the generator itself costs the machine.
+        spec = {"rate": rate, "gso": gso and not mix, "mix": mix, "allocations": allocations, "size": size}
+        result["generator_key"] = generator_key(spec)
+        generator_needs[result["generator_key"]] = spec
+
+    def case(server, key, gen=None, gso=gso, **kw):
+        r[key] = run(server, gso=gso, **kw)
+        if gen is not None:
+            needs(r[key], gen["rate"], gso=gso, mix=kw.get("mix", False), allocations=kw.get("allocations", 1), size=kw.get("size", 100))
+        log(f"  {key}: {summary(r[key])}")
+
+    log(f"== {name}")
+    server = STARTERS[name](tmp)
     try:
-        for name, starter in (("tern", start_tern), ("coturn", start_coturn)):
-            log(f"== {name}")
-            server = starter(tmp)
-            try:
-                r = results[name]
-                for size in sizes:
-                    for k in fixed_allocations:
-                        key = f"fixed_{size}_{k}"
-                        if (size, k) == (100, 100):
-                            # The latency target's case: p50 moves by 20-40 us between runs here, so it
-                            # runs three times and the run with the median p50 is reported.
-                            runs = sorted((load(server, allocations=k, size=size, rate=50000) for _ in range(3)),
-                                          key=lambda x: x["p50_us"])
-                            r[key] = dict(runs[1], p50_runs=[x["p50_us"] for x in runs])
-                        else:
-                            r[key] = load(server, allocations=k, size=size, rate=50000)
-                        log(f"  {key}: {r[key]}")
-                    r[f"lossfree_{size}"] = loss_free_rate(server, size=size, allocations=100)
-                    log(f"  lossfree_{size}: {r[f'lossfree_{size}']}")
-                    r[f"saturation_{size}"] = load(server, allocations=100, size=size, rate=0)
-                    log(f"  saturation_{size}: {r[f'saturation_{size}']}")
-                r["stream_1200"] = load(server, allocations=1, size=1200, rate=50000)
-                log(f"  stream_1200: {r['stream_1200']}")
-                # Last: 10,000 idle allocations (coturn takes a while to end them all afterwards).
-                idle_count = 2000 if QUICK else 10000
-                r["idle"] = load(server, allocations=idle_count, idle=True)
-                log(f"  idle: {r['idle']}")
-            finally:
-                server.stop()
-        # The ceiling: the same generator through a forwarder that does no TURN work.
-        log("== bare forwarder")
-        sink_port = 34790
-        server = start_forwarder(sink_port)
-        try:
-            r = results["forwarder"]
-            for size in sizes:
-                r[f"fixed_{size}_100"] = load(server, mode="raw", allocations=100, size=size, rate=50000, sink_port=sink_port)
-                r[f"lossfree_{size}"] = loss_free_rate(server, mode="raw", size=size, allocations=100, sink_port=sink_port)
-                log(f"  lossfree_{size}: {r[f'lossfree_{size}']}")
-        finally:
-            server.stop()
+        if name == "forwarder":
+            for size in (100, 1200):
+                if "fixed" in groups:
+                    case(server, f"fixed_{size}_100", gen={"rate": 50000}, mode="raw", allocations=100, size=size, rate=50000)
+                if f"lossfree_{size}" in groups:
+                    best = r[f"lossfree_{size}"] = loss_free_rate(server, run, mode="raw", size=size, allocations=100)
+                    if best:
+                        needs(best, best["offered_pps"], allocations=100, size=size)
+                    log(f"  lossfree_{size}: {summary(best)}")
+            return
+        for size in (100, 1200):
+            if "fixed" in groups:
+                for k in ([1, 100] if quick else [1, 100, 1000]):
+                    key = f"fixed_{size}_{k}"
+                    if (size, k) == (100, 100):
+                        # The latency target's case: p50 moves by 20-40 us between runs here, so it runs
+                        # three times and the run with the median p50 is reported.
+                        runs = sorted((run(server, allocations=k, size=size, rate=50000) for _ in range(3)), key=lambda x: x["p50_us"])
+                        r[key] = dict(runs[1], p50_runs=[x["p50_us"] for x in runs])
+                        needs(r[key], 50000, allocations=k, size=size)
+                        log(f"  {key}: {summary(r[key])}")
+                    else:
+                        case(server, key, gen={"rate": 50000}, allocations=k, size=size, rate=50000)
+            if f"lossfree_{size}" in groups:
+                # The offload's search goes on up to the generator's ceiling (it stops there, and says so).
+                limit = 1_200_000 if name == "tern-offload" else 600_000
+                best = loss_free_rate(server, run, size=size, allocations=100, limit=limit)
+                r[f"lossfree_{size}"] = best
+                if best:
+                    needs(best, best["offered_pps"], allocations=100, size=size)
+                log(f"  lossfree_{size}: {summary(best)}")
+            if "saturation" in groups:
+                case(server, f"saturation_{size}", allocations=100, size=size, rate=0)
+            if name == "tern" and gso and args.gso == "auto" and "tern-offload" in args.servers:
+                # The offload's burst cases run without GSO (see --gso): the same cases for Tern in user
+                # space under that same load, for the like-for-like ratios.
+                if "fixed" in groups:
+                    case(server, f"fixed_{size}_100_nogso", gen={"rate": 50000}, gso=False, allocations=100, size=size, rate=50000)
+                if f"lossfree_{size}" in groups:
+                    best = loss_free_rate(server, lambda s, **kw: run(s, gso=False, **kw), size=size, allocations=100)
+                    r[f"lossfree_{size}_nogso"] = best
+                    if best:
+                        needs(best, best["offered_pps"], gso=False, allocations=100, size=size)
+                    log(f"  lossfree_{size}_nogso: {summary(best)}")
+        if "stream" in groups:
+            case(server, "stream_1200", gen={"rate": 50000}, allocations=1, size=1200, rate=50000)
+        if "mix" in groups:
+            for rate in args.mix_rates:
+                case(server, f"mix_{rate}", gen={"rate": rate}, mix=True, allocations=args.mix_allocations, rate=rate,
+                     peer_batch=args.mix_peer_batch)
+        if "idle" in groups:
+            # Last: 10,000 idle allocations (coturn takes a while to end them all afterwards).
+            r["idle"] = run(server, allocations=2000 if quick else 10000, idle=True)
+            log(f"  idle: {r['idle']}")
+    finally:
+        server.stop()
+
+
+def summary(r):
+    if not r:
+        return "-"
+    keys = ("offered_pps", "relayed_pps", "loss", "p50_us", "p99_us", "cpu_s_per_mpkt", "machine_us_per_pkt", "kernel_share",
+            "stopped_by", "generator_limited")
+    s = {k: r[k] for k in keys if k in r}
+    if "legs" in r:
+        s["legs"] = {leg: {k: v[k] for k in ("sent_pps", "relayed_pps", "loss", "p50_us", "p99_us")} for leg, v in r["legs"].items()}
+    return json.dumps(s)
+
+
+def run_generator(results, needs, args):
+    """The generator alone, once per distinct load the cases above needed."""
+    if not needs:
+        return
+    log("== generator alone (no server)")
+    g = results.setdefault("generator", {})
+    for key, spec in sorted(needs.items()):
+        g[key] = load(Generator(), duration=args.duration, gso=spec["gso"], mix=spec["mix"], peer_batch=args.mix_peer_batch,
+                      allocations=spec["allocations"], size=spec["size"], rate=spec["rate"])
+        log(f"  {key}: {summary(g[key])}")
+    for name in SERVERS:
+        for r in (results.get(name) or {}).values():
+            base = g.get((r or {}).get("generator_key"))
+            if r and base and "machine_us_per_pkt" in r and "machine_us_per_pkt" in base:
+                r["generator_machine_us_per_pkt"] = base["machine_us_per_pkt"]
+                r["machine_net_us_per_pkt"] = round(r["machine_us_per_pkt"] - base["machine_us_per_pkt"], 3)
+
+
+def main():
+    args = arguments()
+    for path in (TERN, LOAD, FORWARDER, TURNSERVER):
+        if not os.path.exists(path):
+            raise SystemExit(f"missing {path}: run Benchmarks/run.sh, which builds it")
+    tmp = tempfile.mkdtemp(prefix="tern-bench-")
+    results = {"meta": {"quick": args.quick, "duration_s": args.duration, "gso": args.gso, "servers": args.servers,
+                        "cases": sorted(args.only), "mix_rates": args.mix_rates, "mix_allocations": args.mix_allocations,
+                        "mix_peer_batch": args.mix_peer_batch,
+                        "tern": TERN}}
+    needs = {}
+    try:
+        for name in SERVERS:
+            if name in args.servers:
+                run_server(name, results, needs, args, tmp)
+        run_generator(results, needs, args)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    with open(os.path.join(BENCH, "results.json"), "w") as f:
+    out = args.out or None
+    if out:
+        os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out or BENCH, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
-    write_report(results)
-
-
-def fmt(x, digits=0):
-    return "-" if x is None else f"{x:,.{digits}f}"
-
-
-def ratio(a, b, invert=False):
-    if a is None or b is None or a == 0 or b == 0:
-        return "-"
-    return f"{(b / a if invert else a / b):.2f}x"
-
-
-def write_report(results):
-    t, c, f = results["tern"], results["coturn"], results["forwarder"]
-    g = lambda d, k, m: (d.get(k) or {}).get(m)
-    bound = lambda d, size: " (generator-bound)" if g(d, f"lossfree_{size}", "generator_limited") else ""
-    machine = f"{platform.node()}, {os.cpu_count()} vCPU, {platform.processor() or platform.machine()}, Linux {platform.release()}"
-    try:
-        with open("/proc/cpuinfo") as ci:
-            model = next((l.split(":", 1)[1].strip() for l in ci if l.startswith("model name")), "")
-        machine += f", {model}"
-    except OSError:
-        pass
-    coturn_version = subprocess.run([TURNSERVER, "--version"], capture_output=True, text=True).stdout.strip() or "?"
-    lines = [
-        "# Benchmarks: Tern against coturn",
-        "",
-        f"Run on {datetime.date.today().isoformat()} on {machine}; coturn {coturn_version}.",
-        "Generated by `Benchmarks/run.sh`" + (" --quick" if QUICK else "") + " (one run, both servers under the same load, one after the other).",
-        "Each server is pinned to CPU 0 with one worker (Tern `workers: 1`, coturn `--relay-threads 1`); the load",
-        "generator (`Benchmarks/Sources/TernLoad`, not the server) is pinned to CPU 1. Every allocation has a channel",
-        f"to a sink socket of the generator, which times each message (HdrHistogram). {DURATION:.0f} s per case. CPU is the server's",
-        "utime+stime from /proc/PID/stat over the case; loss counts what the sink never got.",
-        "",
-        "## Summary (Tern / coturn)",
-        "",
-        "| Target | Tern | coturn | Ratio | Goal |",
-        "|---|---|---|---|---|",
-    ]
-    for size in (100, 1200):
-        lt, lc = g(t, f"lossfree_{size}", "relayed_pps"), g(c, f"lossfree_{size}", "relayed_pps")
-        lines.append(f"| Highest loss-free rate, {size} B, 100 allocations (pkt/s) | {fmt(lt)}{bound(t, size)} | {fmt(lc)}{bound(c, size)} | {ratio(lt, lc)} | >= 1.5x |")
-    for size in (100, 1200):
-        ct, cc = g(t, f"fixed_{size}_100", "cpu_s_per_mpkt"), g(c, f"fixed_{size}_100", "cpu_s_per_mpkt")
-        lines.append(f"| CPU per relayed packet at 50k pkt/s, {size} B, 100 allocations (us) | {fmt(ct, 2)} | {fmt(cc, 2)} | {ratio(ct, cc)} | <= 1.0x |")
-    st, sc = g(t, "stream_1200", "cpu_s_per_mpkt"), g(c, "stream_1200", "cpu_s_per_mpkt")
-    lines.append(f"| One allocation, 1200 B stream at 50k pkt/s: CPU per packet (us) | {fmt(st, 2)} | {fmt(sc, 2)} | {ratio(st, sc)} | <= 0.6x |")
-    rt, rc = g(t, "idle", "rss_per_allocation_kib"), g(c, "idle", "rss_per_allocation_kib")
-    lines.append(f"| RSS per idle allocation at {g(t, 'idle', 'allocations') or '-'} allocations (KiB) | {fmt(rt, 2)} | {fmt(rc, 2)} | {ratio(rt, rc)} | <= 4 KiB |")
-    pt, pc = g(t, "fixed_100_100", "p50_us"), g(c, "fixed_100_100", "p50_us")
-    runs = lambda d: "" if not g(d, "fixed_100_100", "p50_runs") else " (runs: " + ", ".join(fmt(x) for x in g(d, "fixed_100_100", "p50_runs")) + ")"
-    lines.append(f"| Latency p50 at 50k pkt/s, 100 B, 100 allocations, median of 3 runs (us) | {fmt(pt)}{runs(t)} | {fmt(pc)}{runs(c)} | {ratio(pt, pc)} | <= 1.0x |")
-    for size in (100, 1200):
-        lt, lf = g(t, f"lossfree_{size}", "relayed_pps"), g(f, f"lossfree_{size}", "relayed_pps")
-        share = "-" if not lt or not lf else f"{100 * lt / lf:.0f}%"
-        lines.append(f"| Share of the bare forwarder's loss-free rate, {size} B | {fmt(lt)}{bound(t, size)} | forwarder {fmt(lf)}{bound(f, size)} | {share} | >= 85% |")
-    ut, uc = g(t, "idle", "setup_per_s"), g(c, "idle", "setup_per_s")
-    lines.append(f"| Allocations set up per second (Allocate with auth, in batches of 256) | {fmt(ut)} | {fmt(uc)} | {ratio(ut, uc)} | |")
-    gen = max((r.get("sent", 0) / r["send_s"]) for d in (t, c, f) for k, r in d.items() if r and "send_s" in r)
-    lines += ["", f"The generator's own ceiling on this machine (its fastest send rate in any case) was {gen:,.0f} messages/s. "
-              "It sends each burst of up to 8 messages to one socket as one UDP GSO send, so that its core stays ahead of the "
-              "server's (on 2 vCPUs the sender's core pays the kernel's loopback delivery into the receiving socket); the server "
-              "still receives one datagram per message. The bare forwarder is the plain recvmmsg -> sendmmsg loop the issue "
-              "describes, without GSO on its sends: Tern's GSO sends (equal-size runs to one peer) can take it past that ceiling."]
-    lines += ["", "## Every case", "",
-              "| Server | Case | Offered pkt/s | Relayed pkt/s | Loss | p50 us | p99 us | p99.9 us | CPU s / M pkt |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for name, label in (("tern", "Tern"), ("coturn", "coturn"), ("forwarder", "bare forwarder")):
-        for key, r in results[name].items():
-            if key == "idle" or not r:
-                continue
-            offered = "max" if r.get("offered_pps") == 0 else fmt(r.get("offered_pps"))
-            lines.append(f"| {label} | {key} ({r.get('allocations')} alloc, {r.get('size')} B) | {offered} | {fmt(r.get('relayed_pps'))} | "
-                         f"{100 * r.get('loss', 0):.3f}% | {fmt(r.get('p50_us'))} | {fmt(r.get('p99_us'))} | {fmt(r.get('p999_us'))} | {fmt(r.get('cpu_s_per_mpkt'), 2)} |")
-    with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as out:
-        out.write("\n".join(lines) + "\n")
-    print("\n".join(lines[9:22]))
+    text = report.render(results)
+    with open(os.path.join(out or ROOT, "BENCHMARKS.md"), "w") as f:
+        f.write(text)
+    print(report.summaries(text))
 
 
 if __name__ == "__main__":

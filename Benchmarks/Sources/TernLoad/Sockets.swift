@@ -66,6 +66,14 @@ func monotonicNanos() -> UInt64 {
     return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }
 
+/// CLOCK_REALTIME in nanoseconds (the mix's stamps, comparable with the kernel's receive timestamps).
+@inline(__always)
+func realtimeNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}
+
 /// utime + stime of a process, in seconds (/proc/PID/stat fields 14 and 15).
 func processCPUSeconds(_ pid: Int32) -> Double? {
     guard let text = readFile("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
@@ -73,6 +81,27 @@ func processCPUSeconds(_ pid: Int32) -> Double? {
     // After "pid (comm)": field 3 is fields[0]; utime is field 14 -> fields[11], stime fields[12].
     guard fields.count > 12, let u = Double(fields[11]), let s = Double(fields[12]) else { return nil }
     return (u + s) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
+/// The whole machine's busy time in seconds from /proc/stat's `cpu` line: user + nice + system +
+/// irq + softirq + steal (idle and iowait left out). With the kernel relaying in softirq on whichever
+/// core received the packet, this (not the server process's own time) is what relaying costs.
+func machineBusySeconds() -> Double? {
+    guard let text = readFile("/proc/stat"), let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") })
+    else { return nil }
+    let f = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+    // user nice system idle iowait irq softirq steal (guest time is already inside user).
+    guard f.count >= 8 else { return nil }
+    return (f[0] + f[1] + f[2] + f[5] + f[6] + f[7]) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
+/// This process's own utime + stime in seconds (on loopback that includes the kernel's delivery work
+/// that runs in softirq inside its system calls, and so, with the offload, the relaying).
+func selfCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    let t = { (v: timeval) in Double(v.tv_sec) + Double(v.tv_usec) / 1e6 }
+    return t(usage.ru_utime) + t(usage.ru_stime)
 }
 
 /// VmRSS of a process in KiB.

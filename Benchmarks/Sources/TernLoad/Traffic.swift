@@ -108,18 +108,40 @@ final class PacedSender {
 }
 
 /// The sink: receives every relayed message, counts it and records its latency (HdrHistogram, in us).
+/// One socket: a blocking recvmmsg loop. Several (the mix's client sockets): an epoll set over them.
+/// The send time sits at `stampOffset` in each datagram (8 in a bare payload, 12 in ChannelData).
+///
+/// Latency is the receive time minus that stamp. By default (the burst cases) the receive time is
+/// CLOCK_MONOTONIC when recvmmsg returned, and the stamp is CLOCK_MONOTONIC too. With
+/// `kernelTimestamps` (the mix) it is the kernel's receive timestamp (SO_TIMESTAMPNS, CLOCK_REALTIME,
+/// taken when the datagram entered the stack on lo: after the relay for a user-space server, before
+/// the classifier for the offload) and the stamp is CLOCK_REALTIME; the receiver thread then runs as
+/// SCHED_BATCH, so an arrival does not preempt the sender on the same core (the receiver drains what
+/// arrived when the sender sleeps: far fewer context switches, and its own delay is not in the figure).
 final class SinkReceiver: @unchecked Sendable {
-    let fd: Int32
+    let fds: [Int32]
+    let stampOffset: Int
     private(set) var received = 0
     private var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
     private var running = true
     private var lastArrival: UInt64 = 0
     private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
 
-    init(fd: Int32) {
-        self.fd = fd
+    let kernelTimestamps: Bool
+
+    convenience init(fd: Int32) { self.init(fds: [fd]) }
+
+    init(fds: [Int32], stampOffset: Int = 8, kernelTimestamps: Bool = false) {
+        self.fds = fds
+        self.stampOffset = stampOffset
+        self.kernelTimestamps = kernelTimestamps
+        if kernelTimestamps {
+            var on: Int32 = 1
+            // SO_TIMESTAMPNS (35): an SCM_TIMESTAMPNS control message with every datagram.
+            for fd in fds { precondition(setsockopt(fd, SOL_SOCKET, 35, &on, 4) == 0, "SO_TIMESTAMPNS: \(errno)") }
+        }
         pthread_mutex_init(lock, nil)
-        UDP.setReceiveTimeout(fd, milliseconds: 50)
+        if fds.count == 1 { UDP.setReceiveTimeout(fds[0], milliseconds: 50) }
     }
 
     func start() -> pthread_t {
@@ -133,36 +155,81 @@ final class SinkReceiver: @unchecked Sendable {
         return thread
     }
 
+    private var isRunning: Bool {
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
+        return running
+    }
+
     private func loop() {
-        let count = 64, slot = 2048
+        if kernelTimestamps {
+            var param = sched_param()
+            pthread_setschedparam(pthread_self(), 3 /* SCHED_BATCH */, &param)
+        }
+        let count = 64, slot = 2048, controlSize = 64
         let buffers = UnsafeMutableRawPointer.allocate(byteCount: count * slot, alignment: 16)
+        let control = UnsafeMutableRawPointer.allocate(byteCount: count * controlSize, alignment: 16)
         let iov = UnsafeMutablePointer<iovec>.allocate(capacity: count)
         let msgs = UnsafeMutablePointer<tern_mmsghdr>.allocate(capacity: count)
-        defer { buffers.deallocate(); iov.deallocate(); msgs.deallocate() }
+        defer { buffers.deallocate(); control.deallocate(); iov.deallocate(); msgs.deallocate() }
         for i in 0..<count {
             iov[i] = iovec(iov_base: buffers + i * slot, iov_len: slot)
             msgs[i] = tern_mmsghdr()
             msgs[i].msg_hdr.msg_iov = iov + i
             msgs[i].msg_hdr.msg_iovlen = 1
         }
-        while true {
-            pthread_mutex_lock(lock)
-            let go = running
-            pthread_mutex_unlock(lock)
-            if !go { break }
-            // MSG_WAITFORONE (0x10000): return as soon as one arrived, with whatever else is queued.
-            let n = tern_recvmmsg(fd, msgs, UInt32(count), 0x10000)
-            guard n > 0 else { continue }
-            let now = monotonicNanos()
-            pthread_mutex_lock(lock)
-            for i in 0..<Int(n) where msgs[i].msg_len >= 16 {
-                let b = buffers + i * slot
-                let sentAt = b.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
-                if now > sentAt { histogram.record((now - sentAt) / 1000) }
+        let resetControl = {
+            guard self.kernelTimestamps else { return }
+            for i in 0..<count {
+                msgs[i].msg_hdr.msg_control = control + i * controlSize
+                msgs[i].msg_hdr.msg_controllen = controlSize
             }
-            received += Int(n)
-            lastArrival = now
-            pthread_mutex_unlock(lock)
+        }
+        /// SCM_TIMESTAMPNS of message i in ns (cmsghdr: 8-byte length, level, type; then a timespec).
+        let kernelTime = { (i: Int) -> UInt64? in
+            let c = control + i * controlSize
+            guard msgs[i].msg_hdr.msg_controllen >= 32, c.load(fromByteOffset: 8, as: Int32.self) == SOL_SOCKET,
+                  c.load(fromByteOffset: 12, as: Int32.self) == 35 else { return nil }
+            return UInt64(c.load(fromByteOffset: 16, as: Int.self)) &* 1_000_000_000 &+ UInt64(c.load(fromByteOffset: 24, as: Int.self))
+        }
+        let take = { (n: Int) in
+            let now = monotonicNanos()
+            pthread_mutex_lock(self.lock)
+            for i in 0..<n where Int(msgs[i].msg_len) >= self.stampOffset + 8 {
+                let sentAt = (buffers + i * slot).loadUnaligned(fromByteOffset: self.stampOffset, as: UInt64.self)
+                let at = self.kernelTimestamps ? (kernelTime(i) ?? 0) : now
+                if at > sentAt { self.histogram.record((at - sentAt) / 1000) }
+            }
+            self.received += n
+            self.lastArrival = now
+            pthread_mutex_unlock(self.lock)
+        }
+        if fds.count == 1 {
+            while isRunning {
+                // MSG_WAITFORONE (0x10000): return as soon as one arrived, with whatever else is queued.
+                resetControl()
+                let n = tern_recvmmsg(fds[0], msgs, UInt32(count), 0x10000)
+                if n > 0 { take(Int(n)) }
+            }
+            return
+        }
+        let epoll = tern_epoll_create()
+        precondition(epoll >= 0, "epoll_create1: \(errno)")
+        defer { close(epoll) }
+        for fd in fds { precondition(tern_epoll_add(epoll, fd) == 0, "epoll_ctl: \(errno)") }
+        var ready = [Int32](repeating: 0, count: 64)
+        while isRunning {
+            let n = ready.withUnsafeMutableBufferPointer { tern_epoll_wait_us(epoll, $0.baseAddress, 64, 50_000) }
+            for i in 0..<max(0, Int(n)) {
+                // MSG_DONTWAIT (0x40): drain what is queued on this socket, at most 4 rounds.
+                for _ in 0..<4 {
+                    resetControl()
+                    let got = tern_recvmmsg(ready[i], msgs, UInt32(count), 0x40)
+                    if got <= 0 { break }
+                    take(Int(got))
+                    if got < count { break }
+                }
+            }
         }
     }
 
@@ -189,5 +256,12 @@ final class SinkReceiver: @unchecked Sendable {
         pthread_mutex_lock(lock)
         defer { pthread_mutex_unlock(lock) }
         return Double(histogram.valueAtPercentile(p))
+    }
+
+    /// A copy of the latencies so far (to merge legs).
+    var latencies: Histogram<UInt64> {
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
+        return histogram
     }
 }
