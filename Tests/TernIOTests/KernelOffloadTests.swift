@@ -273,7 +273,7 @@ struct KernelOffloadTests {
         let programs = tern_bpf_program_ids_named("tern_relay")
         #expect(programs >= 1)
         server.stop()
-        #expect(kernel.isClosed)
+        #expect(kernel.isUnloaded)
         #expect(eventually { tern_bpf_program_ids_named("tern_relay") == programs - 1 })
     }
 }

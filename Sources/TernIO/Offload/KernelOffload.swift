@@ -23,7 +23,7 @@ public final class KernelOffload: @unchecked Sendable {
     private let lock = Lock()
     private var links: [Int32]
     private var filters: [UInt32]
-    private var closed = false
+    private var unloaded = false
 
     /// The outcome of `start`: a loaded and attached offload, or why there is none.
     public enum Start {
@@ -103,10 +103,10 @@ public final class KernelOffload: @unchecked Sendable {
     }
 
     /// Detaches the program and unloads it with its maps. Idempotent.
-    public func close() {
+    public func unload() {
         lock.withLock {
-            guard !closed else { return }
-            closed = true
+            guard !unloaded else { return }
+            unloaded = true
             for l in links { Posix.closeLink(l) }
             for f in filters { _ = tern_bpf_detach_tc(Int32(f)) }
             links = []
@@ -115,15 +115,15 @@ public final class KernelOffload: @unchecked Sendable {
         }
     }
 
-    deinit { close() }
+    deinit { unload() }
 
-    public var isClosed: Bool { lock.withLock { closed } }
+    public var isUnloaded: Bool { lock.withLock { unloaded } }
 
     /// The program's own counters (per-CPU, summed): what it relayed, and what it passed to user
     /// space or dropped, by reason.
     public func counters() -> [String: UInt64] {
         lock.withLock {
-            guard !closed else { return [:] }
+            guard !unloaded else { return [:] }
             let names: [(String, tern_offload_stat)] = [
                 ("relayed_to_peer", TERN_STAT_RELAYED_TO_PEER), ("relayed_to_client", TERN_STAT_RELAYED_TO_CLIENT),
                 ("passed_expired", TERN_STAT_PASSED_EXPIRED), ("passed_length", TERN_STAT_PASSED_LENGTH),

@@ -24,7 +24,7 @@ extension Server {
     /// unloads the program.
     func stopOffload() {
         for w in workers { w.queue.sync { w.handler.fastPath = nil } }
-        state.withLock { $0.offload }?.close()
+        state.withLock { $0.offload }?.unload()
     }
 
     /// The kernel fast path, if it is active.

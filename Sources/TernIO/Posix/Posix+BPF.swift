@@ -36,42 +36,25 @@ extension Posix {
 
     /// The host's interfaces, by name with their index, and whether each is up (getifaddrs(3)).
     static func interfaces() -> [(name: String, index: UInt32, up: Bool)] {
-        var list: UnsafeMutablePointer<ifaddrs>? = nil
-        guard getifaddrs(&list) == 0, let first = list else { return [] }
-        defer { freeifaddrs(list) }
         var out: [(name: String, index: UInt32, up: Bool)] = []
-        var cursor: UnsafeMutablePointer<ifaddrs>? = first
-        while let entry = cursor {
-            let name = String(cString: entry.pointee.ifa_name)
-            if !out.contains(where: { $0.name == name }) {
-                let index = if_nametoindex(entry.pointee.ifa_name)
-                if index != 0 { out.append((name, index, entry.pointee.ifa_flags & UInt32(IFF_UP) != 0)) }
-            }
-            cursor = entry.pointee.ifa_next
+        forEachInterfaceEntry { cName, flags, _ in
+            let name = String(cString: cName)
+            guard !out.contains(where: { $0.name == name }) else { return }
+            let index = if_nametoindex(cName)
+            if index != 0 { out.append((name, index, flags & UInt32(IFF_UP) != 0)) }
         }
         return out
     }
 
-    /// The index of the interface that holds `ip`, if one does.
+    /// The index of the interface that holds the IPv4 address `ip`, if one does.
     static func interfaceIndex(holding ip: IPAddress) -> UInt32? {
-        var list: UnsafeMutablePointer<ifaddrs>? = nil
-        guard getifaddrs(&list) == 0, let first = list else { return nil }
-        defer { freeifaddrs(list) }
-        var cursor: UnsafeMutablePointer<ifaddrs>? = first
-        while let entry = cursor {
-            if let sa = entry.pointee.ifa_addr, Int32(sa.pointee.sa_family) == AF_INET {
-                var storage = sockaddr_storage()
-                withUnsafeMutableBytes(of: &storage) { dst in
-                    dst.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(sa), count: MemoryLayout<sockaddr_in>.size))
-                }
-                if withUnsafePointer(to: &storage, { TernSocketAddress.transportAddress($0) }).ip == ip {
-                    let index = if_nametoindex(entry.pointee.ifa_name)
-                    return index == 0 ? nil : index
-                }
-            }
-            cursor = entry.pointee.ifa_next
+        var found: UInt32? = nil
+        forEachInterfaceEntry { cName, _, address in
+            guard found == nil, ip.family == .ipv4, address == ip else { return }
+            let index = if_nametoindex(cName)
+            found = index == 0 ? nil : index
         }
-        return nil
+        return found
     }
 
     /// The local address the kernel's routing would send from towards `ip`: a UDP socket connected to

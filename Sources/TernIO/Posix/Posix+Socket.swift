@@ -128,14 +128,15 @@ extension Posix {
 }
 
 extension Posix {
-    /// The IPv4 and IPv6 addresses of this host's interfaces (getifaddrs(3)); empty if it fails.
-    public static func interfaceAddresses() -> [IPAddress] {
+    /// Every entry of getifaddrs(3): the interface's name, its flags, and its IPv4 or IPv6 address
+    /// (nil for other families, such as the AF_PACKET entry each interface has). Nothing if it fails.
+    static func forEachInterfaceEntry(_ body: (_ name: UnsafePointer<CChar>, _ flags: UInt32, _ ip: IPAddress?) -> Void) {
         var list: UnsafeMutablePointer<ifaddrs>? = nil
-        guard getifaddrs(&list) == 0, let first = list else { return [] }
+        guard getifaddrs(&list) == 0, let first = list else { return }
         defer { freeifaddrs(list) }
-        var out: [IPAddress] = []
         var cursor: UnsafeMutablePointer<ifaddrs>? = first
         while let entry = cursor {
+            var ip: IPAddress? = nil
             if let sa = entry.pointee.ifa_addr {
                 let family = Int32(sa.pointee.sa_family)
                 if family == AF_INET || family == AF_INET6 {
@@ -144,11 +145,19 @@ extension Posix {
                     withUnsafeMutableBytes(of: &storage) { dst in
                         dst.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(sa), count: length))
                     }
-                    let ip = withUnsafePointer(to: &storage) { TernSocketAddress.transportAddress($0) }.ip
-                    if !out.contains(ip) { out.append(ip) }
+                    ip = withUnsafePointer(to: &storage) { TernSocketAddress.transportAddress($0) }.ip
                 }
             }
+            body(entry.pointee.ifa_name, entry.pointee.ifa_flags, ip)
             cursor = entry.pointee.ifa_next
+        }
+    }
+
+    /// The IPv4 and IPv6 addresses of this host's interfaces (getifaddrs(3)); empty if it fails.
+    public static func interfaceAddresses() -> [IPAddress] {
+        var out: [IPAddress] = []
+        forEachInterfaceEntry { _, _, ip in
+            if let ip, !out.contains(ip) { out.append(ip) }
         }
         return out
     }
