@@ -64,15 +64,15 @@ final class OffloadFastPath: FastPath {
 
     func update(_ allocation: Allocation, now: UInt64) {
         var want = Installed()
-        if Self.offloadable(allocation), let relay = allocation.relay(for: .ipv4)?.bound {
+        if Self.offloadable(allocation), let relay = allocation.relay(for: .ipv4)?.bound,
+           let toClientRoute = routes.route(to: allocation.fiveTuple.client.ip) {
             let tuple = allocation.fiveTuple
             let offset = clockOffset ?? (monotonicNanos() &- now &* 1_000_000_000)
             clockOffset = offset
             for (number, binding) in allocation.channels where binding.peer.ip.family == .ipv4 {
                 guard let permission = allocation.permissions[binding.peer.ip] else { continue }
                 let expiry = min(binding.expiry, permission, allocation.expiry)
-                guard expiry > now, let toPeerRoute = routes.route(to: binding.peer.ip),
-                      let toClientRoute = routes.route(to: tuple.client.ip) else { continue }
+                guard expiry > now, let toPeerRoute = routes.route(to: binding.peer.ip) else { continue }
                 let expiryNanos = offset &+ expiry &* 1_000_000_000
                 want.toPeer[ClientKey(client: tuple.client, server: tuple.server, channel: number)] = Written(
                     entry: Self.entry(from: relay, to: binding.peer, channel: 0, route: toPeerRoute, expiry: expiryNanos,
