@@ -50,7 +50,7 @@ def render(results):
     flags = " ".join(x for x in ["--quick" if meta.get("quick") else "",
                                  "" if meta.get("gso", "auto") == "auto" else "--gso " + meta["gso"],
                                  "" if set(meta.get("servers", SERVERS)) == set(SERVERS) else "--servers " + ",".join(meta["servers"]),
-                                 "" if len(meta.get("cases", [])) >= 7 else "--only " + ",".join(meta.get("cases", []))] if x)
+                                 "" if len(meta.get("cases", [])) >= 8 else "--only " + ",".join(meta.get("cases", []))] if x)
     duration = meta.get("duration_s", 3)
     gso_text = "each burst of up to 8 messages to one socket leaves as one UDP GSO send (the server still receives one datagram per message)"
     single = "each burst of up to 8 messages to one socket leaves in one sendmmsg, one datagram per message"
@@ -66,7 +66,7 @@ def render(results):
         "generator (`Benchmarks/Sources/TernLoad`, not the server) is pinned to CPU 1. \"Tern offload\" is the same binary and",
         "config as \"Tern\" plus `\"io\": {\"offload\": \"tc\"}`: a TC classifier on every interface's ingress (lo included) relays",
         "UDP/IPv4 ChannelData of bound channels in the kernel. Every allocation has a channel to a sink socket of the generator,",
-        f"which times each message (HdrHistogram). {duration:.0f} s per case; loss counts what the sink never got.",
+        f"which times each message (HdrHistogram). {duration:g} s per case; loss counts what the sink never got.",
         "",
         "Two CPU figures per case: the server's utime+stime (/proc/PID/stat), and the whole machine's busy time",
         "(/proc/stat: user+nice+system+irq+softirq+steal) per relayed packet. The kernel path runs in softirq on the core",
@@ -74,8 +74,11 @@ def render(results):
         "cost. The machine figure includes the generator; the generator alone (`tern-load --mode direct`: the same load",
         "straight to its sink sockets, no server) is measured at the same offered rate, and \"net\" is the difference.",
         f"Burst cases: {sends}.",
+    ]
+    lines += twoway_section(results, meta)
+    lines += [
         "",
-        "## Summary (Tern / coturn)",
+        "## One-way bursts (client → sink, up to 8 per socket per burst): summary (Tern / coturn)",
         "",
         "| Target | Tern | coturn | Ratio | Goal |",
         "|---|---|---|---|---|",
@@ -107,6 +110,109 @@ def render(results):
     lines += generator_table(results, gen)
     lines += every_case(results)
     return "\n".join(lines) + "\n"
+
+
+TWOWAY = ("coturn", "tern", "tern-offload")
+
+
+def worst_loss(r):
+    return max(leg["loss"] for leg in r["legs"].values())
+
+
+def twoway_section(results, meta):
+    """The headline: the two-way smooth load, a table per case, the loss-free rates, the issue's targets."""
+    ks, rates = meta.get("twoway_allocations") or [], meta.get("twoway_rates") or []
+    if not any(k.startswith("twoway_") for n in TWOWAY for k in (results.get(n) or {})):
+        return []
+    c, t = results.get("coturn") or {}, results.get("tern") or {}
+    names = [n for n in TWOWAY if results.get(n)]
+    repeats = meta.get("twoway_repeats", 1)
+    lines = ["", "## Two-way, smooth load (the headline)", "",
+             "Every allocation is a stream of 100 B datagrams from its client socket with its own timing (interval jittered "
+             "+- 20%, random phase); each event sends a single datagram or a pair back to back (50/50). The peer echoes "
+             "every datagram: it takes what arrived with recvmmsg and sends the batch straight back to the relay addresses "
+             "in one sendmmsg, so both legs carry the same smooth load. Rates are per leg (each way); a relayed packet is "
+             "one datagram over one leg, so CPU per packet counts both legs. to_peer latency: client's send stamp -> the "
+             "peer's kernel receive timestamp; to_client: the peer's echo stamp -> the client's kernel receive timestamp "
+             "(within a batch the echo stamp is estimated from the peer's mean send time per datagram); round trip: the "
+             "two added for one datagram. \"Machine net\" is the whole machine's busy time per relayed packet minus that "
+             "of the generator alone under the same load."
+             + (f" Fixed-rate cases: the run with the median p50 (both legs' added) of {repeats}." if repeats > 1 else ""), ""]
+    head = "| | " + " | ".join(LABELS[n] for n in names) + " | Tern / coturn |"
+    rows = [("Relayed pkt/s (both legs)", lambda r: fmt(r["relayed_pps"]), "relayed_pps", None),
+            ("Server CPU us per relayed packet", lambda r: fmt(r.get("cpu_s_per_mpkt"), 2), "cpu_s_per_mpkt", None),
+            ("Machine us/pkt, net of the generator", lambda r: fmt(r.get("machine_net_us_per_pkt"), 2), "machine_net_us_per_pkt", None),
+            ("Loss to_peer / to_client", lambda r: f"{pct(r['legs']['to_peer']['loss'])} / {pct(r['legs']['to_client']['loss'])}", None, None),
+            ("p50 to_peer / to_client (us)", lambda r: f"{fmt(r['legs']['to_peer']['p50_us'])} / {fmt(r['legs']['to_client']['p50_us'])}", None, "p50_us"),
+            ("p99 to_peer / to_client (us)", lambda r: f"{fmt(r['legs']['to_peer']['p99_us'])} / {fmt(r['legs']['to_client']['p99_us'])}", None, "p99_us"),
+            ("Round trip p50 / p99 (us)", lambda r: f"{fmt(r['round_trip']['p50_us'])} / {fmt(r['round_trip']['p99_us'])}", None, None)]
+    for k in ks:
+        for rate in rates:
+            key = f"twoway_{k}_{rate}"
+            got = {n: (results.get(n) or {}).get(key) for n in names}
+            if not any(got.values()):
+                continue
+            lines += [f"### {k:,} allocations, {rate:,} pkt/s each way", "", head, "|---" * (len(names) + 2) + "|"]
+            for label, cell, field, leg in rows:
+                cells = [cell(got[n]) + (" (generator-bound)" if got[n].get("generator_bound") and label.startswith("Relayed") else "")
+                         if got[n] else "-" for n in names]
+                if field:
+                    r_ = ratio(g(t, key, field), g(c, key, field))
+                elif leg:
+                    r_ = " / ".join(ratio(t[key]["legs"][l][leg], c[key]["legs"][l][leg]) if key in t and key in c else "-"
+                                    for l in ("to_peer", "to_client"))
+                else:
+                    r_ = ""
+                lines.append(f"| {label} | " + " | ".join(cells) + f" | {r_} |")
+            lines.append("")
+    lines += ["### Highest loss-free rate each way (loss <= 0.1% on both legs)", "",
+              "| Allocations | " + " | ".join(f"{LABELS[n]} each way / relayed total" for n in names) + " | Tern / coturn |",
+              "|---" * (len(names) + 2) + "|"]
+    lossfree = lambda d, k: (d.get(f"twoway_lossfree_{k}") or {}).get("relayed_pps")
+    for k in ks:
+        cells = []
+        for n in names:
+            r = (results.get(n) or {}).get(f"twoway_lossfree_{k}")
+            cells.append("-" if not r else f"{fmt(r['rate_per_leg'])} / {fmt(r['relayed_pps'])}{bound(results.get(n), f'twoway_lossfree_{k}')}")
+        lines.append(f"| {k:,} | " + " | ".join(cells) + f" | {ratio(lossfree(t, k), lossfree(c, k))} |")
+    lines += ["", "### Targets (issue 18: Tern against coturn under the two-way load)", "",
+              "| Target | Tern | coturn | Ratio | Goal | Met |", "|---|---|---|---|---|---|"]
+    met = lambda a, b, goal: "-" if a is None or b is None or b == 0 else ("yes" if a / b <= goal else "no")
+    for rate in rates:
+        for k in [k for k in ks if k in (10, 1000)] or ks:
+            key = f"twoway_{k}_{rate}"
+            a, b = g(t, key, "cpu_s_per_mpkt"), g(c, key, "cpu_s_per_mpkt")
+            lines.append(f"| Server CPU per relayed packet, {k:,} allocations, {rate:,} pkt/s each way (us) | {fmt(a, 2)} | {fmt(b, 2)} | "
+                         f"{ratio(a, b)} | <= 0.75x | {met(a, b, 0.75)} |")
+    for k in ks:
+        a, b = lossfree(t, k), lossfree(c, k)
+        lines.append(f"| Highest loss-free rate, {k:,} allocations, 100 B (relayed pkt/s, both legs) | {fmt(a)}{bound(t, f'twoway_lossfree_{k}')} | "
+                     f"{fmt(b)}{bound(c, f'twoway_lossfree_{k}')} | {ratio(a, b)} | >= 1.5x | {met(b, a, 1 / 1.5) if a and b else '-'} |")
+    for rate in rates:
+        for k in ks:
+            key = f"twoway_{k}_{rate}"
+            for p in ("p50_us", "p99_us"):
+                a = [g(t, key, "legs") and t[key]["legs"][l][p] for l in ("to_peer", "to_client")]
+                b = [g(c, key, "legs") and c[key]["legs"][l][p] for l in ("to_peer", "to_client")]
+                ok = "-" if None in a + b else ("yes" if all(x <= y for x, y in zip(a, b)) else "no")
+                lines.append(f"| Latency {p[:-3]} to_peer / to_client, {k:,} allocations, {rate:,} pkt/s each way (us) | "
+                             f"{fmt(a[0])} / {fmt(a[1])} | {fmt(b[0])} / {fmt(b[1])} | {ratio(a[0], b[0])} / {ratio(a[1], b[1])} | <= 1.0x | {ok} |")
+    return lines
+
+
+def twoway_text(results):
+    """A plain-text summary of the two-way cases (run.py prints it to stderr at the end)."""
+    out = ["Two-way smooth load (rates per leg; CPU per relayed packet over both legs):"]
+    for n in TWOWAY:
+        for key, r in (results.get(n) or {}).items():
+            if not key.startswith("twoway_") or not r:
+                continue
+            a, b = r["legs"]["to_peer"], r["legs"]["to_client"]
+            out.append(f"  {LABELS[n]:<14} {key:<22} {r['rate_per_leg']:>7,}/leg relayed {r['relayed_pps']:>9,.0f}/s "
+                       f"cpu {fmt(r.get('cpu_s_per_mpkt'), 2):>6} us/pkt net {fmt(r.get('machine_net_us_per_pkt'), 2):>6} "
+                       f"loss {pct(a['loss'])}/{pct(b['loss'])} p50 {a['p50_us']}/{b['p50_us']} p99 {a['p99_us']}/{b['p99_us']} us"
+                       + (" GENERATOR-BOUND" if r.get("generator_bound") else "") + (f" stopped by {r['stopped_by']}" if "stopped_by" in r else ""))
+    return "\n".join(out)
 
 
 def offload_summary(t, o, meta):
@@ -196,7 +302,7 @@ def generator_table(results, gen):
     order = lambda item: (item[0].split("_")[0], *(int(x) for x in item[0].split("_")[1:]))
     for key, r in sorted(gen.items(), key=order):
         kind, k, size, _ = key.split("_")
-        what = (f"mix, {k} allocations" if kind == "mix" else
+        what = (f"mix, {k} allocations" if kind == "mix" else f"two-way, {k} allocations, {size} B (offered: both legs)" if kind == "twoway" else
                 f"bursts, {k} socket{'s' if k != '1' else ''}, {size} B, " + ("GSO sends" if kind == "burst-gso" else "sendmmsg"))
         lines.append(f"| {what} | {fmt(r.get('offered_pps'))} | {fmt(r.get('relayed_pps'))} | {pct(r.get('loss'))} | {fmt(r.get('machine_us_per_pkt'), 2)} |")
     ceiling = max((r.get("sent", 0) / r["send_s"] for d in results.values() if isinstance(d, dict)
@@ -229,7 +335,7 @@ def summaries(text):
     out, keep = [], False
     for line in text.splitlines():
         if line.startswith("## "):
-            keep = line.startswith(("## Summary", "## Kernel offload", "## Realistic mix"))
+            keep = line.startswith(("## Two-way", "## One-way bursts", "## Kernel offload", "## Realistic mix"))
         if keep:
             out.append(line)
     return "\n".join(out)

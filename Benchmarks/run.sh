@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tern (user space), Tern with the kernel offload, and coturn, side by side; writes BENCHMARKS.md.
-#   Benchmarks/run.sh            full run (about 10-12 minutes of cases on 2 vCPUs, after the builds)
+#   Benchmarks/run.sh            full run (about 18-20 minutes of cases on 2 vCPUs, after the builds)
 #   Benchmarks/run.sh --quick    fewer cases, shorter runs
 #   Benchmarks/run.sh --servers tern,tern-offload --only mix,lossfree_100 --out /tmp/bench
 # TERN_BIN=/path/to/tern uses that binary (built with -c release) instead of building .build/release/tern.

@@ -14,6 +14,18 @@ ADMIN_PORT = 34788
 SINK_PORT = 34790
 RELAY_RANGE = (10000, 29999)  # below the ephemeral range, so the generator's sockets never collide
 LABELS = {"tern": "Tern", "tern-offload": "Tern offload", "coturn": "coturn", "forwarder": "bare forwarder"}
+# Extra Tern config (run.py --tern-config-json), deep-merged into both Tern servers' config, to compare variants.
+TERN_EXTRA = {}
+
+
+def deep_merge(base, extra):
+    """`extra` merged into `base` (in place): dicts merge key by key, anything else replaces."""
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            deep_merge(base[k], v)
+        else:
+            base[k] = v
+    return base
 
 
 def log(*a):
@@ -106,6 +118,7 @@ def tern_config(offload):
         "log": {"level": "warning"},
         "drain": {"timeoutSeconds": 0},
     }
+    deep_merge(config, json.loads(json.dumps(TERN_EXTRA)))
     if offload:
         config.setdefault("io", {})["offload"] = "tc"
     return config
@@ -149,8 +162,11 @@ STARTERS = {"tern": start_tern, "tern-offload": lambda tmp: start_tern(tmp, offl
             "coturn": start_coturn, "forwarder": start_forwarder}
 
 
-def load(server, *, duration, gso, mode="turn", allocations=1, size=100, rate=50000, idle=False, mix=False, peer_batch=1):
-    """One tern-load run; returns its JSON, with what the kernel's classifier counted over it (Tern)."""
+def load(server, *, duration, gso, mode="turn", allocations=1, size=100, rate=50000, idle=False, mix=False, peer_batch=1,
+         two_way=False):
+    """One tern-load run; returns its JSON, with what the kernel's classifier counted over it (Tern).
+    `two_way`: the smooth two-way load with an echoing peer, `rate` per leg; `gso` then sends each pair
+    as one UDP GSO send."""
     if isinstance(server, Generator):
         mode = "direct"
     sink_port = SINK_PORT if mode == "raw" else 0
@@ -161,6 +177,8 @@ def load(server, *, duration, gso, mode="turn", allocations=1, size=100, rate=50
         argv += ["--server-pid", str(server.pid)]
     if gso and not mix:
         argv.append("--gso")
+    if two_way:
+        argv.append("--two-way")
     if idle:
         argv.append("--idle")
     if mix:

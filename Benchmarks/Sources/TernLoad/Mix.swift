@@ -30,20 +30,7 @@ struct MixProfile {
     }
 }
 
-/// xorshift64*: cheap and reproducible (seeded), good enough for jitter and sizes.
-struct FastRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed == 0 ? 0x9E37_79B9_7F4A_7C15 : seed }
-    mutating func next() -> UInt64 {
-        state ^= state >> 12; state ^= state << 25; state ^= state >> 27
-        return state &* 0x2545_F491_4F6C_DD1D
-    }
-    /// Uniform in [0, 1).
-    mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
-    mutating func inRange(_ r: ClosedRange<Int>) -> Int { r.lowerBound + Int(next() % UInt64(r.count)) }
-}
-
-/// The streams' schedule (a binary min-heap of next send times) and the sends.
+/// The streams (a StreamSchedule) and the sends.
 final class MixSender {
     let clientFDs: [Int32]
     let peerFD: Int32
@@ -54,11 +41,9 @@ final class MixSender {
     private let n: Int
     /// Mean interval (ns) and payload sizes of stream s: s < n is client i = s (to_peer), s >= n is the
     /// peer's stream to allocation s - n (to_client).
-    private var interval: [Double]
     private var sizes: [ClosedRange<Int>]
-    private var heap: [(due: UInt64, stream: Int32)] = []
-    private var random: FastRandom
-    private let clientDestination: UnsafeMutablePointer<sockaddr_in>
+    private var schedule: StreamSchedule
+    private let clientAddress: TransportAddress
     private let peerDestinations: UnsafeMutablePointer<sockaddr_in>
     private let batch: Int, slot = 1280
     private let messages: UnsafeMutablePointer<tern_mmsghdr>
@@ -82,8 +67,7 @@ final class MixSender {
         self.channelHeader = channelHeader
         self.jitter = jitter
         n = profile.allocations
-        random = FastRandom(seed: seed)
-        interval = []
+        var interval: [Double] = []
         sizes = []
         for _ in 0..<2 {
             for i in 0..<n {
@@ -92,8 +76,8 @@ final class MixSender {
                 sizes.append(kind.sizes)
             }
         }
-        self.clientDestination = .allocate(capacity: 1)
-        self.clientDestination.initialize(to: UDP.sockaddrIn(clientDestination))
+        schedule = StreamSchedule(intervals: interval, jitter: jitter, seed: seed)
+        clientAddress = clientDestination
         self.peerDestinations = .allocate(capacity: n)
         for i in 0..<n { self.peerDestinations[i] = UDP.sockaddrIn(peerDestinations[i]) }
         messages = .allocate(capacity: batch)
@@ -110,48 +94,13 @@ final class MixSender {
     }
 
     deinit {
-        clientDestination.deallocate(); peerDestinations.deallocate()
+        peerDestinations.deallocate()
         messages.deallocate(); iovecs.deallocate(); buffers.deallocate()
-    }
-
-    private func push(_ due: UInt64, _ stream: Int32) {
-        heap.append((due, stream))
-        var i = heap.count - 1
-        while i > 0 {
-            let parent = (i - 1) / 2
-            if heap[parent].due <= heap[i].due { break }
-            heap.swapAt(parent, i)
-            i = parent
-        }
-    }
-
-    private func pop() -> (due: UInt64, stream: Int32) {
-        let top = heap[0]
-        let last = heap.removeLast()
-        if !heap.isEmpty {
-            heap[0] = last
-            var i = 0
-            while true {
-                let l = 2 * i + 1, r = l + 1
-                var m = i
-                if l < heap.count && heap[l].due < heap[m].due { m = l }
-                if r < heap.count && heap[r].due < heap[m].due { m = r }
-                if m == i { break }
-                heap.swapAt(m, i)
-                i = m
-            }
-        }
-        return top
-    }
-
-    /// The next interval of stream s: its mean +- jitter, uniformly.
-    private func nextInterval(_ s: Int) -> UInt64 {
-        UInt64(max(1, interval[s] * (1 + jitter * (2 * random.unit() - 1))))
     }
 
     /// Writes sequence number and send time, and the ChannelData header when asked; returns the length.
     private func fill(_ b: UnsafeMutableRawPointer, stream s: Int, header: Bool) -> Int {
-        let payload = random.inRange(sizes[s])
+        let payload = schedule.random.inRange(sizes[s])
         let offset = header ? 4 : 0
         if header {
             b.storeBytes(of: UInt16(0x4000).bigEndian, as: UInt16.self)
@@ -180,24 +129,18 @@ final class MixSender {
     /// (connected to its one destination, so the kernel keeps its route).
     /// Bounded by time and by twice the expected count.
     func run(seconds: Double) {
-        for fd in clientFDs {
-            let r = self.clientDestination.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            precondition(r == 0, "connect: \(errno)")
-        }
+        for fd in clientFDs { UDP.connect(fd, to: clientAddress) }
         let start = monotonicNanos()
         let end = start + UInt64(seconds * 1e9)
-        for s in 0..<(2 * n) { push(start + UInt64(interval[s] * random.unit()), Int32(s)) }
-        let expected = interval.reduce(0.0) { $0 + seconds * 1e9 / $1 }
-        let cap = Int(2 * expected) + 1000
+        schedule.start(at: start)
+        let cap = Int(2 * seconds * schedule.eventsPerSecond) + 1000
         let client = buffers + batch * slot
         while sentToPeer + sentToClient < cap {
             let now = monotonicNanos()
             if now >= end { break }
             var pending = 0
             var handled = 0
-            while handled < 256, let top = heap.first, top.due <= now {
-                let item = pop()
-                let s = Int(item.stream)
+            while handled < 256, let s = schedule.popDue(now) {
                 handled += 1
                 if s < n {
                     let length = fill(client, stream: s, header: channelHeader)
@@ -208,15 +151,9 @@ final class MixSender {
                     pending += 1
                     if pending == batch { flushPeer(pending); pending = 0 }
                 }
-                push(item.due + nextInterval(s), item.stream)
             }
             flushPeer(pending)
-            if handled == 0, let next = heap.first?.due, next > now {
-                // Sleep to the next due send, but at least `tick` (200 us, and the timer adds ~50 us):
-                // every wake-up costs the generator's core (more so in a VM), so sends due within a tick
-                // leave together, each still a datagram of its own. At most 1 ms at a time.
-                usleep(useconds_t(min(1000, max(tickMicroseconds, (next - now) / 1000))))
-            }
+            if handled == 0 { schedule.sleepUntilDue(now: now, tickMicroseconds: tickMicroseconds) }
         }
     }
 }

@@ -38,6 +38,14 @@ enum UDP {
         return TransportAddress(ip: .v4(UInt32(bigEndian: addr.sin_addr.s_addr)), port: UInt16(bigEndian: addr.sin_port))
     }
 
+    /// Connects `fd` to its one destination (the kernel keeps the route; plain send() then).
+    static func connect(_ fd: Int32, to a: TransportAddress) {
+        var addr = sockaddrIn(a)
+        let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        precondition(r == 0, "connect \(a): \(errno)")
+    }
+
     static func setReceiveTimeout(_ fd: Int32, milliseconds: Int) {
         var tv = timeval(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))

@@ -10,7 +10,8 @@ import STUN
 /// one sink socket of this process, ChannelData at a fixed offered rate (or as fast as it can), and
 /// the sink timing every packet it gets. `--mode raw` sends the bare payload to a plain forwarder
 /// instead (the ceiling); `--mode direct` sends it straight to the sink, with no server in between
-/// (the generator's own cost). `--mix` runs the realistic two-way mix instead (Mix.swift). Prints
+/// (the generator's own cost). `--mix` runs the realistic two-way mix instead (Mix.swift), `--two-way`
+/// the smooth two-way load with an echoing peer (TwoWay.swift). Prints
 /// one JSON line, with the server's CPU time (/proc/PID/stat) and the whole machine's (/proc/stat).
 ///
 /// Each payload starts with a sequence number and the send time (CLOCK_MONOTONIC ns), so the sink
@@ -23,18 +24,20 @@ struct TernLoad: ParsableCommand {
     @Option var mode: Mode = .turn
     @Option(help: "Allocations (turn) or client sockets (raw).") var allocations: Int = 1
     @Option(help: "Application payload bytes per message (ChannelData adds 4).") var size: Int = 100
-    @Option(help: "Offered messages per second in total (with --mix: both legs together); 0 sends as fast as possible (with --mix: the streams' own rates).") var rate: Int = 50_000
+    @Option(help: "Offered messages per second in total (with --mix: both legs together; with --two-way: per leg, i.e. each way, so both legs carry twice this); 0 sends as fast as possible (with --mix: the streams' own rates).") var rate: Int = 50_000
     @Option(help: "Seconds of traffic.") var duration: Double = 3
     @Option var user: String = "bench"
     @Option var password: String = "bench"
     @Option(help: "Server process id: CPU time and RSS are read from /proc.") var serverPid: Int32?
     @Option(help: "Sink port (raw mode: where the forwarder sends).") var sinkPort: UInt16 = 0
-    @Flag(help: "Send each burst of messages to one socket as one UDP GSO send (cheaper for the generator; over lo a TC classifier sees it as one GSO packet).") var gso = false
+    @Flag(help: "Send each burst of messages to one socket (with --two-way: each pair) as one UDP GSO send (cheaper for the generator; over lo a TC classifier sees it as one GSO packet).") var gso = false
     @Flag(help: "Only set up the allocations and report RSS per allocation (no traffic).") var idle = false
     @Flag(help: "The realistic mix: one jittered stream per allocation each way, 80% audio-like, 20% video-like (turn or direct mode).") var mix = false
+    @Flag(help: "The smooth two-way load: one jittered stream of --size datagrams per allocation (each event a single or a pair), and the peer echoes every datagram back through the server; --rate is per leg (turn or direct mode).") var twoWay = false
+    @Option(help: "With --two-way: the share of events that send a pair of datagrams back to back (the rest send one).") var pairShare: Double = 0.5
     @Option(help: "With --mix: the share of video-like allocations.") var videoShare: Double = 0.2
-    @Option(help: "With --mix: each interval is the stream's mean interval times 1 +- this, uniformly.") var jitter: Double = 0.2
-    @Option(help: "With --mix: the random seed (phases, jitter, sizes).") var seed: UInt64 = 1
+    @Option(help: "With --mix or --two-way: each interval is the stream's mean interval times 1 +- this, uniformly.") var jitter: Double = 0.2
+    @Option(help: "With --mix or --two-way: the random seed (phases, jitter, sizes, pairs).") var seed: UInt64 = 1
     @Option(help: "With --mix: the peer's datagrams leave in sendmmsg batches of up to this many (cheaper for the generator; each adds the earlier ones' send time to the later ones' latency).") var peerBatch: Int = 1
 
     mutating func run() throws {
@@ -50,6 +53,11 @@ struct TernLoad: ParsableCommand {
         if mix {
             guard mode != .raw else { throw ValidationError("--mix runs in turn or direct mode") }
             try runMix(server: serverAddress, peer: sink, peerAddress: sinkAddress)
+            return
+        }
+        if twoWay {
+            guard mode != .raw, !mix else { throw ValidationError("--two-way runs in turn or direct mode, without --mix") }
+            try runTwoWay(server: serverAddress, peer: sink, peerAddress: sinkAddress)
             return
         }
 

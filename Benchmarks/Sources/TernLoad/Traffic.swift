@@ -135,11 +135,7 @@ final class SinkReceiver: @unchecked Sendable {
         self.fds = fds
         self.stampOffset = stampOffset
         self.kernelTimestamps = kernelTimestamps
-        if kernelTimestamps {
-            var on: Int32 = 1
-            // SO_TIMESTAMPNS (35): an SCM_TIMESTAMPNS control message with every datagram.
-            for fd in fds { precondition(setsockopt(fd, SOL_SOCKET, 35, &on, 4) == 0, "SO_TIMESTAMPNS: \(errno)") }
-        }
+        if kernelTimestamps { fds.forEach(enableKernelTimestamps) }
         pthread_mutex_init(lock, nil)
         if fds.count == 1 { UDP.setReceiveTimeout(fds[0], milliseconds: 50) }
     }
@@ -166,38 +162,13 @@ final class SinkReceiver: @unchecked Sendable {
             var param = sched_param()
             pthread_setschedparam(pthread_self(), 3 /* SCHED_BATCH */, &param)
         }
-        let count = 64, slot = 2048, controlSize = 64
-        let buffers = UnsafeMutableRawPointer.allocate(byteCount: count * slot, alignment: 16)
-        let control = UnsafeMutableRawPointer.allocate(byteCount: count * controlSize, alignment: 16)
-        let iov = UnsafeMutablePointer<iovec>.allocate(capacity: count)
-        let msgs = UnsafeMutablePointer<tern_mmsghdr>.allocate(capacity: count)
-        defer { buffers.deallocate(); control.deallocate(); iov.deallocate(); msgs.deallocate() }
-        for i in 0..<count {
-            iov[i] = iovec(iov_base: buffers + i * slot, iov_len: slot)
-            msgs[i] = tern_mmsghdr()
-            msgs[i].msg_hdr.msg_iov = iov + i
-            msgs[i].msg_hdr.msg_iovlen = 1
-        }
-        let resetControl = {
-            guard self.kernelTimestamps else { return }
-            for i in 0..<count {
-                msgs[i].msg_hdr.msg_control = control + i * controlSize
-                msgs[i].msg_hdr.msg_controllen = controlSize
-            }
-        }
-        /// SCM_TIMESTAMPNS of message i in ns (cmsghdr: 8-byte length, level, type; then a timespec).
-        let kernelTime = { (i: Int) -> UInt64? in
-            let c = control + i * controlSize
-            guard msgs[i].msg_hdr.msg_controllen >= 32, c.load(fromByteOffset: 8, as: Int32.self) == SOL_SOCKET,
-                  c.load(fromByteOffset: 12, as: Int32.self) == 35 else { return nil }
-            return UInt64(c.load(fromByteOffset: 16, as: Int.self)) &* 1_000_000_000 &+ UInt64(c.load(fromByteOffset: 24, as: Int.self))
-        }
+        let batch = MessageBatch()
         let take = { (n: Int) in
             let now = monotonicNanos()
             pthread_mutex_lock(self.lock)
-            for i in 0..<n where Int(msgs[i].msg_len) >= self.stampOffset + 8 {
-                let sentAt = (buffers + i * slot).loadUnaligned(fromByteOffset: self.stampOffset, as: UInt64.self)
-                let at = self.kernelTimestamps ? (kernelTime(i) ?? 0) : now
+            for i in 0..<n where batch.length(i) >= self.stampOffset + 8 {
+                let sentAt = batch.buffer(i).loadUnaligned(fromByteOffset: self.stampOffset, as: UInt64.self)
+                let at = self.kernelTimestamps ? (batch.kernelTime(i) ?? 0) : now
                 if at > sentAt { self.histogram.record((at - sentAt) / 1000) }
             }
             self.received += n
@@ -207,9 +178,8 @@ final class SinkReceiver: @unchecked Sendable {
         if fds.count == 1 {
             while isRunning {
                 // MSG_WAITFORONE (0x10000): return as soon as one arrived, with whatever else is queued.
-                resetControl()
-                let n = tern_recvmmsg(fds[0], msgs, UInt32(count), 0x10000)
-                if n > 0 { take(Int(n)) }
+                let n = batch.receive(fds[0], flags: 0x10000, timestamps: kernelTimestamps)
+                if n > 0 { take(n) }
             }
             return
         }
@@ -223,11 +193,10 @@ final class SinkReceiver: @unchecked Sendable {
             for i in 0..<max(0, Int(n)) {
                 // MSG_DONTWAIT (0x40): drain what is queued on this socket, at most 4 rounds.
                 for _ in 0..<4 {
-                    resetControl()
-                    let got = tern_recvmmsg(ready[i], msgs, UInt32(count), 0x40)
+                    let got = batch.receive(ready[i], flags: 0x40, timestamps: kernelTimestamps)
                     if got <= 0 { break }
-                    take(Int(got))
-                    if got < count { break }
+                    take(got)
+                    if got < batch.count { break }
                 }
             }
         }
