@@ -56,3 +56,51 @@ struct EventLoopTests {
         #expect(server.openDescriptors().count == server.bound.count * 2)
     }
 }
+
+@Suite("Relay-to-client datagrams of many relay sockets leave together")
+struct ClientSendBatchTests {
+    /// 24 allocations, each with its own peer; every peer sends two datagrams while the worker's
+    /// queue is held, so they are all waiting when it next polls. With the epoll loop the whole round
+    /// leaves in one sendmmsg through the listener socket; with a source per socket, one each. Either
+    /// way each client gets exactly its own two datagrams, in order, and a Binding request answered in
+    /// the same round (its reply uses the same send slots) gets its answer.
+    @Test("Each client gets exactly its own datagrams; the epoll loop sends a round in one call",
+          arguments: [IOConfig.EventLoop.epoll, .sources])
+    func manyRelaySockets(loop: IOConfig.EventLoop) throws {
+        var io = IOConfig()
+        io.eventLoop = loop
+        let (server, address) = try startTurnServer(io: io)
+        defer { server.stop() }
+        let sessions = try (0..<24).map { _ in try ChannelSession(server: address) }
+        defer { for s in sessions { s.peer.close() } }
+        let workers = server.workers
+        func sendCalls() -> UInt64 { workers.reduce(0) { n, w in n + w.queue.sync { w.stats.clientSendCalls } } }
+        let before = sendCalls()
+        let binding = try TurnTestClient(server: address, username: "alice", password: "wonderland")
+        // Every worker's queue is held (each waits on the next) while the peers send.
+        func holding(_ i: Int, _ body: () -> Void) {
+            if i == workers.count { body() } else { workers[i].queue.sync { holding(i + 1, body) } }
+        }
+        holding(0) {
+            for (i, s) in sessions.enumerated() {
+                s.peer.send([UInt8(i), 1] + [UInt8](repeating: 7, count: 60), to: s.relayed)
+                s.peer.send([UInt8(i), 2] + [UInt8](repeating: 7, count: 90), to: s.relayed)
+            }
+            binding.sendRaw(Message(type: MessageType(method: .binding, class: .request), transactionID: .random()).encode())
+        }
+        for (i, s) in sessions.enumerated() {
+            let first = s.client.receiveRelayed(), second = s.client.receiveRelayed()
+            #expect(first?.channel == 0x4000 && first?.data.prefix(2) == [UInt8(i), 1] && first?.data.count == 62,
+                    "client \(i) got \(String(describing: first?.data.prefix(2)))")
+            #expect(second?.data.prefix(2) == [UInt8(i), 2] && second?.data.count == 92)
+        }
+        let answer = binding.receiveOne().flatMap { try? Message.decode($0) }
+        #expect(answer?.type == MessageType(method: .binding, class: .successResponse))
+        let calls = sendCalls() - before
+        if loop == .epoll {
+            #expect(calls >= 1 && calls <= UInt64(2 * workers.count), "48 datagrams took \(calls) sendmmsg runs")
+        } else {
+            #expect(calls >= 24, "one relay socket per source: \(calls) runs")
+        }
+    }
+}

@@ -97,6 +97,8 @@ final class Poller {
                     targets[ready[i]]?()
                     i &+= 1
                 }
+                // One sendmmsg for what every relay socket of the round prepared for clients.
+                worker.flushPendingToClients()
             } else if lingered || linger == 0 {
                 return
             } else {

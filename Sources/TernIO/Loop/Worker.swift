@@ -35,8 +35,14 @@ public final class Worker: @unchecked Sendable {
     /// The server, to find sibling workers (ConnectionBind may land on any worker).
     weak var server: Server?
     /// One recvmmsg/sendmmsg batch for every UDP socket of this worker: handlers run one at a time
-    /// on the queue, so one set of buffers serves them all (64 x 4 KiB each way).
-    let batch = DatagramBatch(count: 64, slotSize: 4096)
+    /// on the queue, so one set of buffers serves them all (64 x 4 KiB received, 128 x 4 KiB to send).
+    let batch = DatagramBatch(count: 64, sendCount: 128, slotSize: 4096)
+    /// Relay-to-client datagrams waiting in the batch's first send slots. With the epoll loop, relay
+    /// sockets leave them there and the poller sends them once per round of ready sockets
+    /// (`flushPendingToClients`), so one sendmmsg carries the datagrams of many relay sockets: with
+    /// many allocations each relay socket has one or two datagrams per round, which would otherwise
+    /// cost a sendmmsg each.
+    var pendingToClients = 0
     let relayAddresses: RelayConfig
     let connectionLimiter: ConnectionLimiter
     private var ticker: DispatchSourceTimer?
@@ -92,6 +98,16 @@ public final class Worker: @unchecked Sendable {
         stats.datagramsSent &+= UInt64(r.sent)
         stats.bytesSent &+= UInt64(r.bytes)
         stats.sendDropped &+= UInt64(r.dropped)
+    }
+
+    /// Sends the relay-to-client datagrams left in the send slots (end of a poller round, and before
+    /// anything else writes to the send slots).
+    @inline(__always)
+    func flushPendingToClients() {
+        guard pendingToClients > 0 else { return }
+        let n = pendingToClients
+        pendingToClients = 0
+        flushToClients(n)
     }
 
     func nextConnectionID() -> UInt64 {
@@ -262,6 +278,8 @@ public struct IOStats: Sendable, Equatable {
     public var sendDropped: UInt64 = 0
     /// Read sources that fired: the unit of Dispatch's per-wake-up cost.
     public var readFirings: UInt64 = 0
+    /// sendmmsg runs that carried relayed datagrams to UDP clients (`Worker.flushToClients`).
+    public var clientSendCalls: UInt64 = 0
     public var tcpAccepted: UInt64 = 0
     public var tcpClosed: UInt64 = 0
     /// Stream connections closed for a framing error or bytes that are not STUN.
@@ -301,6 +319,7 @@ public struct IOStats: Sendable, Equatable {
         s.oversizedDropped = a.oversizedDropped &+ b.oversizedDropped
         s.sendDropped = a.sendDropped &+ b.sendDropped
         s.readFirings = a.readFirings &+ b.readFirings
+        s.clientSendCalls = a.clientSendCalls &+ b.clientSendCalls
         s.tcpAccepted = a.tcpAccepted &+ b.tcpAccepted
         s.tcpClosed = a.tcpClosed &+ b.tcpClosed
         s.tcpClosedMalformed = a.tcpClosedMalformed &+ b.tcpClosedMalformed

@@ -17,6 +17,9 @@ final class RelaySocket {
     let bound: TransportAddress
     unowned let worker: Worker
     private var source: ReadWatch?
+    /// Whether the worker's poller watches this socket: then datagrams for clients wait in the send
+    /// slots for the end of the poller's round instead of leaving at the end of this socket's read.
+    private var polled = false
 
     init(socket: Socket, handle: RelayHandle, bound: TransportAddress, worker: Worker) {
         self.socket = socket
@@ -26,7 +29,9 @@ final class RelaySocket {
     }
 
     func start() {
-        source = worker.watchReadable(socket, readable: { [unowned self] in self.readable() })
+        let watch = worker.watchReadable(socket, readable: { [unowned self] in self.readable() })
+        polled = !(watch is DispatchReadWatch)
+        source = watch
     }
 
     func cancel() {
@@ -38,7 +43,9 @@ final class RelaySocket {
         let batch = worker.batch
         let handler = worker.handler
         let handle = self.handle
-        var out = 0
+        // Slots before `out` hold earlier relay sockets' datagrams of this poller round.
+        var out = worker.pendingToClients
+        worker.pendingToClients = 0
         worker.drainDatagrams(socket.fd, datagram: { i in
             let payload = batch.received(i)
             let peer = TernSocketAddress.transportAddress(batch.recvNames + i)
@@ -67,11 +74,16 @@ final class RelaySocket {
                 out &+= 1
             }
         }, batchDone: {
-            if out > 0 { worker.flushToClients(out) }
-            out = 0
+            // Send now unless a whole receive batch still fits behind what waits.
+            if out > batch.sendCount - batch.count {
+                worker.flushToClients(out)
+                out = 0
+            }
         }, failed: { error in
             // ICMP errors for earlier sends (ECONNREFUSED) surface here on Linux: not fatal.
             error.errno == ECONNREFUSED || error.errno == EHOSTUNREACH || error.errno == ENETUNREACH
         })
+        worker.pendingToClients = out
+        if !polled { worker.flushPendingToClients() }
     }
 }

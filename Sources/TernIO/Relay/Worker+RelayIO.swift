@@ -149,6 +149,7 @@ extension Worker: RelayIO {
             let socket = batch.sendSocket[start]
             var end = start + 1
             while end < count && batch.sendSocket[end] == socket { end += 1 }
+            stats.clientSendCalls &+= 1
             udpEndpoints[socket].flush(end - start, batch: batch, from: start)
             start = end
         }

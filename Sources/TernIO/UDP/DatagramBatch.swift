@@ -4,10 +4,14 @@ import Glibc
 import CTernShims
 import STUN
 
-/// Preallocated recvmmsg/sendmmsg vectors: `count` slots of `slotSize` bytes each way, with their
-/// iovecs, addresses and control buffers. Allocated once per socket; nothing is allocated per packet.
+/// Preallocated recvmmsg/sendmmsg vectors: `count` receive slots and `sendCount` send slots of
+/// `slotSize` bytes, with their iovecs, addresses and control buffers. Allocated once per worker;
+/// nothing is allocated per packet. There may be more send slots than receive slots, so that
+/// relay-to-client datagrams from several relay sockets' receive batches can wait for one sendmmsg
+/// (`Worker.pendingToClients`).
 final class DatagramBatch {
     let count: Int
+    let sendCount: Int
     let slotSize: Int
     let controlSize: Int
 
@@ -22,38 +26,42 @@ final class DatagramBatch {
     private let recvData: UnsafeMutableRawPointer
     private let sendData: UnsafeMutableRawPointer
 
-    init(count: Int, slotSize: Int) {
+    init(count: Int, sendCount: Int? = nil, slotSize: Int) {
         self.count = count
+        let sendCount = max(count, sendCount ?? count)
+        self.sendCount = sendCount
         self.slotSize = slotSize
         self.controlSize = tern_pktinfo_space()
         recvHeaders = .allocate(capacity: count)
-        sendHeaders = .allocate(capacity: count)
+        sendHeaders = .allocate(capacity: sendCount)
         recvIov = .allocate(capacity: count)
-        sendIov = .allocate(capacity: count)
+        sendIov = .allocate(capacity: sendCount)
         recvNames = .allocate(capacity: count)
-        sendNames = .allocate(capacity: count)
+        sendNames = .allocate(capacity: sendCount)
         recvControl = .allocate(byteCount: controlSize * count, alignment: 16)
-        sendControl = .allocate(byteCount: controlSize * count, alignment: 16)
+        sendControl = .allocate(byteCount: controlSize * sendCount, alignment: 16)
         recvData = .allocate(byteCount: slotSize * count, alignment: 16)
-        sendData = .allocate(byteCount: slotSize * count, alignment: 16)
-        sendSocket = .allocate(capacity: count)
-        sendSocket.initialize(repeating: 0, count: count)
+        sendData = .allocate(byteCount: slotSize * sendCount, alignment: 16)
+        sendSocket = .allocate(capacity: sendCount)
+        sendSocket.initialize(repeating: 0, count: sendCount)
         // Zero everything once: responses never carry stale bytes from an earlier packet's slot.
         recvData.initializeMemory(as: UInt8.self, repeating: 0, count: slotSize * count)
-        sendData.initializeMemory(as: UInt8.self, repeating: 0, count: slotSize * count)
+        sendData.initializeMemory(as: UInt8.self, repeating: 0, count: slotSize * sendCount)
         recvControl.initializeMemory(as: UInt8.self, repeating: 0, count: controlSize * count)
-        sendControl.initializeMemory(as: UInt8.self, repeating: 0, count: controlSize * count)
+        sendControl.initializeMemory(as: UInt8.self, repeating: 0, count: controlSize * sendCount)
         for i in 0..<count {
             recvNames[i] = sockaddr_storage()
-            sendNames[i] = sockaddr_storage()
             recvIov[i] = iovec(iov_base: recvData + i * slotSize, iov_len: slotSize)
-            sendIov[i] = iovec(iov_base: sendData + i * slotSize, iov_len: 0)
             recvHeaders[i] = tern_mmsghdr()
-            sendHeaders[i] = tern_mmsghdr()
             recvHeaders[i].msg_hdr.msg_iov = recvIov + i
             recvHeaders[i].msg_hdr.msg_iovlen = 1
             recvHeaders[i].msg_hdr.msg_name = UnsafeMutableRawPointer(recvNames + i)
             recvHeaders[i].msg_hdr.msg_control = recvControl + i * controlSize
+        }
+        for i in 0..<sendCount {
+            sendNames[i] = sockaddr_storage()
+            sendIov[i] = iovec(iov_base: sendData + i * slotSize, iov_len: 0)
+            sendHeaders[i] = tern_mmsghdr()
             sendHeaders[i].msg_hdr.msg_iov = sendIov + i
             sendHeaders[i].msg_hdr.msg_iovlen = 1
             sendHeaders[i].msg_hdr.msg_name = UnsafeMutableRawPointer(sendNames + i)

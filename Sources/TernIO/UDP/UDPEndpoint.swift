@@ -57,6 +57,8 @@ final class UDPEndpoint {
         let batch = worker.batch
         var replies = 0
         let worker = self.worker
+        // Replies are written from the first send slot on: relay sockets' datagrams waiting there go first.
+        worker.flushPendingToClients()
         worker.peerBatch.collecting = true
         defer {
             worker.flushPeerBatch()
