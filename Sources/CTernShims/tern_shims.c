@@ -185,6 +185,21 @@ long tern_send_gso(int fd, const struct iovec *iov, int iovcnt, const struct soc
     return (long)sendmsg(fd, &msg, MSG_NOSIGNAL);
 }
 
+size_t tern_segment_space(void) { return CMSG_SPACE(sizeof(uint16_t)); }
+
+size_t tern_append_segment(void *control, size_t used, size_t capacity, uint16_t segment_size) {
+    size_t need = CMSG_SPACE(sizeof(uint16_t));
+    if (used + need > capacity) return 0;
+    /* `used` is a sum of CMSG_SPACE values, so the new header is aligned. */
+    struct cmsghdr *c = (struct cmsghdr *)((char *)control + used);
+    memset(c, 0, need);
+    c->cmsg_level = SOL_UDP;
+    c->cmsg_type = UDP_SEGMENT;
+    c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+    memcpy(CMSG_DATA(c), &segment_size, sizeof segment_size);
+    return used + need;
+}
+
 int tern_set_buffer_sizes(int fd, int receive, int send) {
     int r = 0;
     if (receive > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &receive, sizeof receive) != 0)

@@ -59,48 +59,62 @@ struct EventLoopTests {
 
 @Suite("Relay-to-client datagrams of many relay sockets leave together")
 struct ClientSendBatchTests {
-    /// 24 allocations, each with its own peer; every peer sends two datagrams while the worker's
-    /// queue is held, so they are all waiting when it next polls. With the epoll loop the whole round
-    /// leaves in one sendmmsg through the listener socket; with a source per socket, one each. Either
-    /// way each client gets exactly its own two datagrams, in order, and a Binding request answered in
-    /// the same round (its reply uses the same send slots) gets its answer.
-    @Test("Each client gets exactly its own datagrams; the epoll loop sends a round in one call",
-          arguments: [IOConfig.EventLoop.epoll, .sources])
-    func manyRelaySockets(loop: IOConfig.EventLoop) throws {
+    static let cases: [(IOConfig.EventLoop, Bool)] = [(.epoll, true), (.epoll, false), (.sources, true), (.sources, false)]
+
+    /// 24 allocations, each with its own peer; every peer sends three datagrams (92, 92 and 42 bytes)
+    /// while the workers' queues are held, so they are all waiting when the workers next poll. With the
+    /// epoll loop a worker's whole round leaves in one sendmmsg through the listener socket; with a
+    /// source per socket, one per relay socket. With GSO each client's three leave as one segmented
+    /// message. Either way each client gets exactly its own three datagrams, in order and at their
+    /// sizes, and a Binding request answered in the same round (its reply uses the same send slots)
+    /// gets its answer.
+    @Test("Each client gets exactly its own datagrams; a round leaves in one call; a client's run in one GSO message",
+          arguments: [0, 1, 2, 3])
+    func manyRelaySockets(mode: Int) throws {
         var io = IOConfig()
-        io.eventLoop = loop
+        (io.eventLoop, io.gso) = Self.cases[mode]
         let (server, address) = try startTurnServer(io: io)
         defer { server.stop() }
         let sessions = try (0..<24).map { _ in try ChannelSession(server: address) }
         defer { for s in sessions { s.peer.close() } }
         let workers = server.workers
-        func sendCalls() -> UInt64 { workers.reduce(0) { n, w in n + w.queue.sync { w.stats.clientSendCalls } } }
-        let before = sendCalls()
+        func counters() -> (calls: UInt64, segmented: UInt64) {
+            workers.reduce((0, 0)) { n, w in
+                let s = w.queue.sync { w.stats }
+                return (n.0 + s.clientSendCalls, n.1 + s.clientSegmentedSends)
+            }
+        }
+        let before = counters()
         let binding = try TurnTestClient(server: address, username: "alice", password: "wonderland")
         // Every worker's queue is held (each waits on the next) while the peers send.
         func holding(_ i: Int, _ body: () -> Void) {
             if i == workers.count { body() } else { workers[i].queue.sync { holding(i + 1, body) } }
         }
+        let sizes = [92, 92, 42]
         holding(0) {
             for (i, s) in sessions.enumerated() {
-                s.peer.send([UInt8(i), 1] + [UInt8](repeating: 7, count: 60), to: s.relayed)
-                s.peer.send([UInt8(i), 2] + [UInt8](repeating: 7, count: 90), to: s.relayed)
+                for (n, size) in sizes.enumerated() {
+                    s.peer.send([UInt8(i), UInt8(n)] + [UInt8](repeating: 7, count: size - 2), to: s.relayed)
+                }
             }
             binding.sendRaw(Message(type: MessageType(method: .binding, class: .request), transactionID: .random()).encode())
         }
         for (i, s) in sessions.enumerated() {
-            let first = s.client.receiveRelayed(), second = s.client.receiveRelayed()
-            #expect(first?.channel == 0x4000 && first?.data.prefix(2) == [UInt8(i), 1] && first?.data.count == 62,
-                    "client \(i) got \(String(describing: first?.data.prefix(2)))")
-            #expect(second?.data.prefix(2) == [UInt8(i), 2] && second?.data.count == 92)
+            for (n, size) in sizes.enumerated() {
+                let got = s.client.receiveRelayed()
+                #expect(got?.channel == 0x4000 && got?.data.prefix(2) == [UInt8(i), UInt8(n)] && got?.data.count == size,
+                        "client \(i) datagram \(n): \(String(describing: got?.data.prefix(2))) \(got?.data.count ?? 0) B")
+            }
         }
         let answer = binding.receiveOne().flatMap { try? Message.decode($0) }
         #expect(answer?.type == MessageType(method: .binding, class: .successResponse))
-        let calls = sendCalls() - before
-        if loop == .epoll {
-            #expect(calls >= 1 && calls <= UInt64(2 * workers.count), "48 datagrams took \(calls) sendmmsg runs")
+        let after = counters()
+        let calls = after.calls - before.calls
+        if io.eventLoop == .epoll {
+            #expect(calls >= 1 && calls <= UInt64(2 * workers.count), "72 datagrams took \(calls) sendmmsg runs")
         } else {
             #expect(calls >= 24, "one relay socket per source: \(calls) runs")
         }
+        #expect(after.segmented - before.segmented == (io.gso ? 24 : 0))
     }
 }

@@ -74,6 +74,15 @@ int tern_epoll_wait_us(int epfd, int *fds, int max, long timeout_us);
 long tern_send_gso(int fd, const struct iovec *iov, int iovcnt, const struct sockaddr *to, socklen_t tolen,
                    uint16_t segment_size);
 
+/*
+ * Appends one UDP_SEGMENT cmsg (segment_size) after `used` bytes of earlier control messages in control
+ * (capacity bytes), so that one message of a sendmmsg is split by the kernel into datagrams of
+ * segment_size (UDP GSO, per message). Returns the new control length, or 0 when it does not fit.
+ * tern_segment_space() is the room it needs.
+ */
+size_t tern_append_segment(void *control, size_t used, size_t capacity, uint16_t segment_size);
+size_t tern_segment_space(void);
+
 /* SO_RCVBUF/SO_SNDBUF, trying the *FORCE variants first (they pass rmem_max/wmem_max with CAP_NET_ADMIN). */
 int tern_set_buffer_sizes(int fd, int receive, int send);
 

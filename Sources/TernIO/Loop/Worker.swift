@@ -43,6 +43,8 @@ public final class Worker: @unchecked Sendable {
     /// many allocations each relay socket has one or two datagrams per round, which would otherwise
     /// cost a sendmmsg each.
     var pendingToClients = 0
+    /// Runs of those datagrams to one client, merged into UDP GSO messages (`io.gso`).
+    let segmented: SegmentedSends
     let relayAddresses: RelayConfig
     let connectionLimiter: ConnectionLimiter
     private var ticker: DispatchSourceTimer?
@@ -73,6 +75,7 @@ public final class Worker: @unchecked Sendable {
         self.limits = limits
         self.io = io
         self.peerBatch = PeerSendBatch(capacity: 64, gso: io.gso)
+        self.segmented = SegmentedSends(capacity: batch.sendCount, enabled: io.gso)
         var logger = logger
         logger[metadataKey: "worker"] = "\(index)"
         self.logger = logger
@@ -280,6 +283,8 @@ public struct IOStats: Sendable, Equatable {
     public var readFirings: UInt64 = 0
     /// sendmmsg runs that carried relayed datagrams to UDP clients (`Worker.flushToClients`).
     public var clientSendCalls: UInt64 = 0
+    /// Messages among those that carried several datagrams to one client as one UDP GSO send.
+    public var clientSegmentedSends: UInt64 = 0
     public var tcpAccepted: UInt64 = 0
     public var tcpClosed: UInt64 = 0
     /// Stream connections closed for a framing error or bytes that are not STUN.
@@ -320,6 +325,7 @@ public struct IOStats: Sendable, Equatable {
         s.sendDropped = a.sendDropped &+ b.sendDropped
         s.readFirings = a.readFirings &+ b.readFirings
         s.clientSendCalls = a.clientSendCalls &+ b.clientSendCalls
+        s.clientSegmentedSends = a.clientSegmentedSends &+ b.clientSegmentedSends
         s.tcpAccepted = a.tcpAccepted &+ b.tcpAccepted
         s.tcpClosed = a.tcpClosed &+ b.tcpClosed
         s.tcpClosedMalformed = a.tcpClosedMalformed &+ b.tcpClosedMalformed

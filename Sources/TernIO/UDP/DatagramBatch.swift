@@ -18,7 +18,7 @@ final class DatagramBatch {
     let recvHeaders: UnsafeMutablePointer<tern_mmsghdr>
     let sendHeaders: UnsafeMutablePointer<tern_mmsghdr>
     private let recvIov: UnsafeMutablePointer<iovec>
-    private let sendIov: UnsafeMutablePointer<iovec>
+    let sendIov: UnsafeMutablePointer<iovec>
     let recvNames: UnsafeMutablePointer<sockaddr_storage>
     let sendNames: UnsafeMutablePointer<sockaddr_storage>
     private let recvControl: UnsafeMutableRawPointer

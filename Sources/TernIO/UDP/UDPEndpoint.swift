@@ -93,17 +93,26 @@ final class UDPEndpoint {
         })
     }
 
-    /// Sends the first `count` prepared slots, resuming after partial sends. A datagram the kernel
-    /// refuses (for example an unreachable destination) is skipped and counted; when the send buffer is
-    /// full the rest are dropped and counted: UDP makes no promise, and the client will retransmit.
+    /// Sends `count` prepared slots from `start`: runs to one client merged into UDP GSO messages
+    /// where they can be (`SegmentedSends`), in one sendmmsg either way.
     func flush(_ count: Int, batch: DatagramBatch, from start: Int = 0) {
         guard !closed else {
             worker.stats.sendDropped &+= UInt64(count)
             return
         }
+        if count > 1, let messages = worker.segmented.build(batch, start: start, end: start + count) {
+            flushSegmented(messages, batch: batch)
+        } else {
+            flushSlots(start, start + count, batch: batch)
+        }
+    }
+
+    /// Sends slots [start, end) with their own headers, resuming after partial sends. A datagram the
+    /// kernel refuses (for example an unreachable destination) is skipped and counted; when the send
+    /// buffer is full the rest are dropped and counted: UDP makes no promise, and the client will retransmit.
+    private func flushSlots(_ start: Int, _ end: Int, batch: DatagramBatch) {
         let fd = socket.fd
         var sent = start
-        let end = start + count
         while sent < end {
             do {
                 switch try Posix.sendmmsg(fd, batch.sendHeaders + sent, count: end - sent) {
@@ -123,6 +132,50 @@ final class UDPEndpoint {
             } catch {
                 worker.stats.sendDropped &+= 1
                 worker.logger.trace("udp send failed", metadata: ["error": "\(error)"])
+                sent &+= 1
+            }
+        }
+    }
+
+    /// Sends the first `n` messages of the worker's `SegmentedSends`, with the same rules; a merged
+    /// message the kernel refuses goes again as single datagrams, and a kernel or device that cannot
+    /// segment at all turns merging off for the worker.
+    private func flushSegmented(_ n: Int, batch: DatagramBatch) {
+        let fd = socket.fd
+        let messages = worker.segmented
+        var sent = 0
+        while sent < n {
+            do {
+                switch try Posix.sendmmsg(fd, messages.headers + sent, count: n - sent) {
+                case .done(let k):
+                    var j = sent
+                    while j < sent + k {
+                        worker.stats.bytesSent &+= UInt64(messages.headers[j].msg_len)
+                        worker.stats.datagramsSent &+= UInt64(messages.headers[j].msg_hdr.msg_iovlen)
+                        if messages.headers[j].msg_hdr.msg_iovlen > 1 { worker.stats.clientSegmentedSends &+= 1 }
+                        j &+= 1
+                    }
+                    if k == 0 { worker.stats.sendDropped &+= UInt64(messages.headers[sent].msg_hdr.msg_iovlen) }
+                    sent &+= max(k, 1)
+                case .wouldBlock:
+                    var j = sent
+                    while j < n {
+                        worker.stats.sendDropped &+= UInt64(messages.headers[j].msg_hdr.msg_iovlen)
+                        j &+= 1
+                    }
+                    return
+                }
+            } catch {
+                let k = Int(messages.headers[sent].msg_hdr.msg_iovlen)
+                if k > 1 {
+                    let e = error.errno
+                    if e == EIO || e == ENOPROTOOPT || e == EOPNOTSUPP { messages.enabled = false }
+                    let first = messages.firstSlot[sent]
+                    flushSlots(first, first + k, batch: batch)
+                } else {
+                    worker.stats.sendDropped &+= 1
+                    worker.logger.trace("udp send failed", metadata: ["error": "\(error)"])
+                }
                 sent &+= 1
             }
         }
