@@ -137,7 +137,9 @@ def twoway_section(results, meta):
              "(within a batch the echo stamp is estimated from the peer's mean send time per datagram); round trip: the "
              "two added for one datagram. \"Machine net\" is the whole machine's busy time per relayed packet minus that "
              "of the generator alone under the same load."
-             + (f" Fixed-rate cases: the run with the median p50 (both legs' added) of {repeats}." if repeats > 1 else ""), ""]
+             + (f" Fixed-rate cases: {repeats} runs; each latency percentile and the server CPU figure is the median over them, taken"
+                  f" on its own (this VM stalls now and then for a millisecond or more, and one stall moves a run's p99 several"
+                  f" times over); the other figures come from the run with the median p50 (both legs' added)." if repeats > 1 else ""), ""]
     head = "| | " + " | ".join(LABELS[n] for n in names) + " | Tern / coturn |"
     rows = [("Relayed pkt/s (both legs)", lambda r: fmt(r["relayed_pps"]), "relayed_pps", None),
             ("Server CPU us per relayed packet", lambda r: fmt(r.get("cpu_s_per_mpkt"), 2), "cpu_s_per_mpkt", None),

@@ -228,8 +228,9 @@ def run_server(name, results, generator_needs, args, tmp):
 
 
 def run_twoway(server, r, needs, args):
-    """The headline: the two-way smooth load at fixed rates (each the median of `twoway_repeats` runs by
-    p50, both legs' p50 added) and the highest loss-free rate each way, for every allocation count."""
+    """The headline: the two-way smooth load at fixed rates (`twoway_repeats` runs each: the run with the
+    median p50, both legs' p50 added, with each latency figure and the server CPU replaced by its own median
+    over the runs) and the highest loss-free rate each way, for every allocation count."""
     def run(srv, **kw):
         return load(srv, duration=kw.pop("duration", args.duration), gso=False, **kw)
 
@@ -242,7 +243,17 @@ def run_twoway(server, r, needs, args):
             r[key] = dict(runs[len(runs) // 2])
             if len(runs) > 1:
                 r[key]["p50_runs"] = [[x["legs"]["to_peer"]["p50_us"], x["legs"]["to_client"]["p50_us"]] for x in runs]
+                r[key]["p99_runs"] = [[x["legs"]["to_peer"]["p99_us"], x["legs"]["to_client"]["p99_us"]] for x in runs]
                 r[key]["cpu_s_per_mpkt_runs"] = [x.get("cpu_s_per_mpkt") for x in runs]
+                # This VM stalls now and then for a millisecond or more: one stall in a run moves its p99 several
+                # times over. Each latency figure and the CPU figure are therefore the median over the runs,
+                # each taken on its own.
+                median = lambda xs: sorted(xs)[len(xs) // 2]
+                r[key]["legs"] = {leg: dict(v, **{p: median([x["legs"][leg][p] for x in runs]) for p in ("p50_us", "p99_us")})
+                                  for leg, v in r[key]["legs"].items()}
+                r[key]["round_trip"] = {p: median([x["round_trip"][p] for x in runs]) for p in r[key]["round_trip"]}
+                if all(x.get("cpu_s_per_mpkt") is not None for x in runs):
+                    r[key]["cpu_s_per_mpkt"] = median([x["cpu_s_per_mpkt"] for x in runs])
             needs(r[key], rate, allocations=k, size=100, two_way=True)
             log(f"  {key}: {summary(r[key])}")
         # The search starts at the highest fixed rate that was clean at this K (it has just been measured).
