@@ -85,13 +85,7 @@ final class PacedSender {
                 }
             }
             let n = min(due, perSocket)
-            let stamp = monotonicNanos()
-            for i in 0..<n {
-                let b = buffers + i * slot + offset
-                b.storeBytes(of: seq, as: UInt64.self)
-                b.storeBytes(of: stamp, toByteOffset: 8, as: UInt64.self)
-                seq &+= 1
-            }
+            stampPayloads(buffers + offset, count: n, slot: slot, stamp: monotonicNanos(), seq: &seq)
             let fd = sockets[socketIndex]
             socketIndex = socketIndex + 1 == sockets.count ? 0 : socketIndex + 1
             if gso && n > 1 {
@@ -232,5 +226,17 @@ final class SinkReceiver: @unchecked Sendable {
         pthread_mutex_lock(lock)
         defer { pthread_mutex_unlock(lock) }
         return histogram
+    }
+}
+
+/// Writes a sequence number (counting up from `seq`) and `stamp` into the first 16 bytes of `count`
+/// payloads, `slot` bytes apart from `first`: what the receiving side reads loss and latency from.
+@inline(__always)
+func stampPayloads(_ first: UnsafeMutableRawPointer, count: Int, slot: Int, stamp: UInt64, seq: inout UInt64) {
+    for i in 0..<count {
+        let b = first + i * slot
+        b.storeBytes(of: seq, as: UInt64.self)
+        b.storeBytes(of: stamp, toByteOffset: 8, as: UInt64.self)
+        seq &+= 1
     }
 }

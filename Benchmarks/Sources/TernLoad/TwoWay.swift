@@ -97,13 +97,7 @@ final class TwoWayLoad {
     private func sendEvent(_ s: Int) {
         let count = schedule.random.unit() < pairShare ? 2 : 1
         let offset = channelHeader ? 4 : 0
-        let stamp = realtimeNanos()
-        for i in 0..<count {
-            let b = buffers + i * slot + offset
-            b.storeBytes(of: seq, as: UInt64.self)
-            b.storeBytes(of: stamp, toByteOffset: 8, as: UInt64.self)
-            seq &+= 1
-        }
+        stampPayloads(buffers + offset, count: count, slot: slot, stamp: realtimeNanos(), seq: &seq)
         let fd = clientFDs[s], length = iovecs[0].iov_len
         events += 1
         if count == 1 {

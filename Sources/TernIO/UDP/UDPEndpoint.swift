@@ -107,75 +107,64 @@ final class UDPEndpoint {
         }
     }
 
-    /// Sends slots [start, end) with their own headers, resuming after partial sends. A datagram the
-    /// kernel refuses (for example an unreachable destination) is skipped and counted; when the send
-    /// buffer is full the rest are dropped and counted: UDP makes no promise, and the client will retransmit.
+    /// Sends slots [start, end) with their own headers. A datagram the kernel refuses (for example an
+    /// unreachable destination) is skipped and counted.
     private func flushSlots(_ start: Int, _ end: Int, batch: DatagramBatch) {
-        let fd = socket.fd
-        var sent = start
-        while sent < end {
-            do {
-                switch try Posix.sendmmsg(fd, batch.sendHeaders + sent, count: end - sent) {
-                case .done(let k):
-                    var j = sent
-                    while j < sent + k {
-                        worker.stats.bytesSent &+= UInt64(batch.sendHeaders[j].msg_len)
-                        j &+= 1
-                    }
-                    worker.stats.datagramsSent &+= UInt64(k)
-                    sent &+= max(k, 1)
-                    if k == 0 { worker.stats.sendDropped &+= 1 }
-                case .wouldBlock:
-                    worker.stats.sendDropped &+= UInt64(end - sent)
-                    return
-                }
-            } catch {
+        sendMessages(batch.sendHeaders + start, count: end - start) { _, error in
+            worker.stats.sendDropped &+= 1
+            worker.logger.trace("udp send failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Sends the first `n` messages of the worker's `SegmentedSends`. A merged message the kernel refuses
+    /// goes again as single datagrams, and a kernel or device that cannot segment at all turns merging
+    /// off for the worker.
+    private func flushSegmented(_ n: Int, batch: DatagramBatch) {
+        let messages = worker.segmented
+        sendMessages(messages.headers, count: n) { i, error in
+            let k = Int(messages.headers[i].msg_hdr.msg_iovlen)
+            if k > 1 {
+                let e = error.errno
+                if e == EIO || e == ENOPROTOOPT || e == EOPNOTSUPP { messages.enabled = false }
+                flushSlots(messages.firstSlot[i], messages.firstSlot[i] + k, batch: batch)
+            } else {
                 worker.stats.sendDropped &+= 1
                 worker.logger.trace("udp send failed", metadata: ["error": "\(error)"])
-                sent &+= 1
             }
         }
     }
 
-    /// Sends the first `n` messages of the worker's `SegmentedSends`, with the same rules; a merged
-    /// message the kernel refuses goes again as single datagrams, and a kernel or device that cannot
-    /// segment at all turns merging off for the worker.
-    private func flushSegmented(_ n: Int, batch: DatagramBatch) {
+    /// sendmmsg of `n` messages, resuming after partial sends; a message carries one datagram per iovec
+    /// (several for a UDP GSO message). `refused(i, error)` handles message i when the kernel refuses it;
+    /// when the send buffer is full the rest are dropped and counted: UDP makes no promise, and the
+    /// client will retransmit.
+    private func sendMessages(_ headers: UnsafeMutablePointer<tern_mmsghdr>, count n: Int,
+                              refused: (Int, SystemError) -> Void) {
         let fd = socket.fd
-        let messages = worker.segmented
         var sent = 0
         while sent < n {
             do {
-                switch try Posix.sendmmsg(fd, messages.headers + sent, count: n - sent) {
+                switch try Posix.sendmmsg(fd, headers + sent, count: n - sent) {
                 case .done(let k):
                     var j = sent
                     while j < sent + k {
-                        worker.stats.bytesSent &+= UInt64(messages.headers[j].msg_len)
-                        worker.stats.datagramsSent &+= UInt64(messages.headers[j].msg_hdr.msg_iovlen)
-                        if messages.headers[j].msg_hdr.msg_iovlen > 1 { worker.stats.clientSegmentedSends &+= 1 }
+                        let datagrams = headers[j].msg_hdr.msg_iovlen
+                        worker.stats.bytesSent &+= UInt64(headers[j].msg_len)
+                        worker.stats.datagramsSent &+= UInt64(datagrams)
+                        if datagrams > 1 { worker.stats.clientSegmentedSends &+= 1 }
                         j &+= 1
                     }
-                    if k == 0 { worker.stats.sendDropped &+= UInt64(messages.headers[sent].msg_hdr.msg_iovlen) }
+                    if k == 0 { worker.stats.sendDropped &+= UInt64(headers[sent].msg_hdr.msg_iovlen) }
                     sent &+= max(k, 1)
                 case .wouldBlock:
-                    var j = sent
-                    while j < n {
-                        worker.stats.sendDropped &+= UInt64(messages.headers[j].msg_hdr.msg_iovlen)
-                        j &+= 1
+                    while sent < n {
+                        worker.stats.sendDropped &+= UInt64(headers[sent].msg_hdr.msg_iovlen)
+                        sent &+= 1
                     }
                     return
                 }
             } catch {
-                let k = Int(messages.headers[sent].msg_hdr.msg_iovlen)
-                if k > 1 {
-                    let e = error.errno
-                    if e == EIO || e == ENOPROTOOPT || e == EOPNOTSUPP { messages.enabled = false }
-                    let first = messages.firstSlot[sent]
-                    flushSlots(first, first + k, batch: batch)
-                } else {
-                    worker.stats.sendDropped &+= 1
-                    worker.logger.trace("udp send failed", metadata: ["error": "\(error)"])
-                }
+                refused(sent, error)
                 sent &+= 1
             }
         }
