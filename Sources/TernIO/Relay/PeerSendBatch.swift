@@ -110,19 +110,14 @@ final class PeerSendBatch {
         return (sent, bytes)
     }
 
-    /// The segment size when the run [start, end) can go as one GSO send: same peer, every datagram
-    /// the size of the first except a shorter last one, at most 64 segments and 65,000 bytes.
+    /// The segment size when the run [start, end) can go as one GSO send: all of it to the same peer
+    /// under `SegmentRun`'s rule.
     private func gsoSegment(start: Int, end: Int) -> Int? {
-        let size = iovecs[start].iov_len
-        guard size > 0, end - start <= 64, size * (end - start) <= 65_000 else { return nil }
+        let n = end - start
         let nameLength = Int(headers[start].msg_hdr.msg_namelen)
-        var i = start &+ 1
-        while i < end {
-            let s = iovecs[i].iov_len
-            if s > size || (s < size && i != end - 1) { return nil }
-            if Int(headers[i].msg_hdr.msg_namelen) != nameLength || memcmp(names + start, names + i, nameLength) != 0 { return nil }
-            i &+= 1
+        let run = SegmentRun.length(count: n, size: { iovecs[start + $0].iov_len }) { j in
+            Int(headers[start + j].msg_hdr.msg_namelen) == nameLength && memcmp(names + start, names + start + j, nameLength) == 0
         }
-        return size
+        return run == n ? iovecs[start].iov_len : nil
     }
 }

@@ -21,8 +21,6 @@ final class SegmentedSends {
     private let controlSize: Int
     /// Off when the kernel refused a segmented send (no UDP_SEGMENT): messages are never merged again.
     var enabled: Bool
-    /// Up to this many datagrams in one message, and at most this many bytes.
-    static let maxSegments = 64, maxBytes = 65_000
 
     init(capacity: Int, enabled: Bool) {
         self.capacity = capacity
@@ -73,26 +71,39 @@ final class SegmentedSends {
         return merged ? count : nil
     }
 
-    /// How many slots from `start` can leave as one message: same destination and control message,
-    /// every one the size of the first except a shorter last.
+    /// How many slots from `start` can leave as one message: `SegmentRun`'s rule, with the same
+    /// client-facing socket and control message (source address) throughout.
     private func runLength(_ batch: DatagramBatch, start: Int, end: Int) -> Int {
         let first = batch.sendHeaders[start].msg_hdr
-        let size = batch.sendIov[start].iov_len
-        guard size > 0 else { return 1 }
-        var j = start &+ 1, total = size
-        while j < end && j &- start < Self.maxSegments {
-            let h = batch.sendHeaders[j].msg_hdr
-            let s = batch.sendIov[j].iov_len
-            guard s > 0, s <= size, total &+ s <= Self.maxBytes,
-                  batch.sendSocket[j] == batch.sendSocket[start],
-                  h.msg_namelen == first.msg_namelen, memcmp(h.msg_name, first.msg_name, Int(first.msg_namelen)) == 0,
-                  h.msg_controllen == first.msg_controllen,
-                  first.msg_controllen == 0 || memcmp(h.msg_control, first.msg_control, first.msg_controllen) == 0
-            else { break }
-            total &+= s
-            j &+= 1
-            if s < size { break }  // a shorter datagram ends the run
+        return SegmentRun.length(count: end - start, size: { batch.sendIov[start + $0].iov_len }) { j in
+            let h = batch.sendHeaders[start + j].msg_hdr
+            return batch.sendSocket[start + j] == batch.sendSocket[start]
+                && h.msg_namelen == first.msg_namelen && memcmp(h.msg_name, first.msg_name, Int(first.msg_namelen)) == 0
+                && h.msg_controllen == first.msg_controllen
+                && (first.msg_controllen == 0 || memcmp(h.msg_control, first.msg_control, first.msg_controllen) == 0)
         }
-        return j &- start
+    }
+}
+
+/// UDP GSO's rule for one segmented send (`UDP_SEGMENT`, Linux 4.18+), for the sends to peers
+/// (`PeerSendBatch`) and to clients (`SegmentedSends`): datagrams to one destination, every one the
+/// size of the first except a shorter last, at most 64 of them and 65,000 bytes counted at the first's
+/// size. None may be empty: the kernel makes no segment of an empty iovec, so the datagram would vanish.
+enum SegmentRun {
+    static let maxSegments = 64, maxBytes = 65_000
+
+    /// How many of datagrams 0..<count, from the first, can leave as one segmented send (at least 1).
+    @inline(__always)
+    static func length(count: Int, size: (Int) -> Int, sameDestination: (Int) -> Bool) -> Int {
+        let first = size(0)
+        guard first > 0 else { return 1 }
+        var j = 1
+        while j < count && j < maxSegments && first &* (j &+ 1) <= maxBytes {
+            let s = size(j)
+            guard s > 0, s <= first, sameDestination(j) else { break }
+            j &+= 1
+            if s < first { break }  // a shorter datagram ends the run
+        }
+        return j
     }
 }
