@@ -283,7 +283,8 @@ public struct IOStats: Sendable, Equatable {
     public var readFirings: UInt64 = 0
     /// sendmmsg runs that carried relayed datagrams to UDP clients (`Worker.flushToClients`).
     public var clientSendCalls: UInt64 = 0
-    /// Messages among those that carried several datagrams to one client as one UDP GSO send.
+    /// sendmmsg messages to UDP clients that carried several datagrams as one UDP GSO send (relayed
+    /// data, or replies to one client that happen to share a size).
     public var clientSegmentedSends: UInt64 = 0
     public var tcpAccepted: UInt64 = 0
     public var tcpClosed: UInt64 = 0
